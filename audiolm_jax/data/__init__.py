@@ -1,0 +1,1 @@
+"""The data pipeline: audio -> token cache -> seqio Tasks, one per stage."""

@@ -1,0 +1,1 @@
+"""The decoder-only Transformer shared by AudioLM's three stages, and its training adapter."""

@@ -1,0 +1,220 @@
+"""The decoder-only Transformer of AudioLM's three stages (arXiv:2209.03143, sec. 4.1).
+
+Pre-norm blocks, causal self-attention through `jax.nn.dot_product_attention` (cuDNN on GPU
+where `attention_impl="cudnn"`), GELU FFN, T5 relative position bias (or RoPE), `nn.scan` over
+layers with a remat policy, bf16 compute with fp32 params, fp32 logits.
+
+Packed batches: `segment_ids` [batch, length] (0 = padding) keep attention inside one example.
+
+    model = Transformer(TransformerConfig(vocab_size=1027, num_layers=12, ...))
+    params = model.init(rng, ids)["params"]
+    logits = model.apply({"params": params}, ids)        # [batch, length, vocab_padded] fp32
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from audiolm_jax.lm.layers import Einsum, Embed, constrain, make_norm
+from audiolm_jax.lm.position import RelativePositionBias, apply_rope
+
+NEG_INF = -1e9  # finite, so masked logits never turn a loss into inf - inf = NaN
+
+
+def pad_vocab(vocab_size: int, multiple: int = 128) -> int:
+    """Vocabulary rounded up to a multiple of 128 (TPU lanes / tensor cores)."""
+    return -(-vocab_size // multiple) * multiple
+
+
+@dataclasses.dataclass(frozen=True)
+class TransformerConfig:
+    """Shapes and switches of the Transformer. Built from `config.lm` by `from_config`."""
+
+    vocab_size: int
+    num_layers: int = 12
+    num_heads: int = 16
+    d_model: int = 1024
+    d_ff: int = 4096
+    head_dim: int | None = None  # default d_model // num_heads
+    dropout: float = 0.1
+    position: str = "t5"  # "t5" relative bias | "rope"
+    rel_buckets: int = 32
+    rel_max_distance: int = 128
+    norm: str = "rms"
+    scan_layers: bool = True
+    remat: str = "none"  # none | full | dots | dots_no_batch
+    dtype: str = "float32"  # compute dtype; params are always fp32
+    attention_impl: str | None = None  # None (XLA) | "cudnn"
+    tie_embeddings: bool = False
+
+    @property
+    def padded_vocab(self) -> int:
+        return pad_vocab(self.vocab_size)
+
+    @property
+    def kv_dim(self) -> int:
+        return self.head_dim or self.d_model // self.num_heads
+
+    @property
+    def compute_dtype(self) -> jnp.dtype:
+        return jnp.dtype(self.dtype)
+
+    @classmethod
+    def from_config(cls, cfg: Any) -> "TransformerConfig":
+        """Builds from a ConfigDict/mapping, naming any field this class does not know."""
+        fields = {f.name for f in dataclasses.fields(cls)}
+        given = dict(cfg)
+        unknown = sorted(set(given) - fields)
+        if unknown:
+            raise ValueError(f"config.lm has unknown fields {unknown}; known: {sorted(fields)}")
+        return cls(**given)
+
+
+_REMAT_POLICIES = {
+    "full": jax.checkpoint_policies.nothing_saveable,
+    "dots": jax.checkpoint_policies.checkpoint_dots,
+    "dots_no_batch": jax.checkpoint_policies.checkpoint_dots_with_no_batch_dims,
+}
+
+
+def attention_mask(segment_ids: jax.Array | None) -> jax.Array | None:
+    """[batch, 1, q, k] True where q and k belong to the same (non-padding) example."""
+    if segment_ids is None:
+        return None
+    same = segment_ids[:, :, None] == segment_ids[:, None, :]
+    return (same & (segment_ids[:, None, :] > 0))[:, None]
+
+
+class Block(nn.Module):
+    """One pre-norm Transformer layer. Scan-compatible: (x, ...) -> (x, None)."""
+
+    cfg: TransformerConfig
+    deterministic: bool = True
+
+    @nn.compact
+    def __call__(self, x, bias, mask, positions):
+        cfg, dt = self.cfg, self.cfg.compute_dtype
+        h, d, e = cfg.num_heads, cfg.kv_dim, cfg.d_model
+        drop = nn.Dropout(cfg.dropout, deterministic=self.deterministic)
+
+        y = make_norm(cfg.norm, dt, name="attn_norm")(x)
+        qkv = {
+            n: Einsum((e, h, d), ("embed", "heads", "kv"), "ble,ehk->blhk", dt, name=n)(y)
+            for n in ("query", "key", "value")
+        }
+        q, k, v = (constrain(qkv[n], ("batch", "length", "heads", "kv")) for n in qkv)
+        if cfg.position == "rope":
+            q, k = apply_rope(q, positions), apply_rope(k, positions)
+        a = jax.nn.dot_product_attention(
+            q, k, v, bias=bias, mask=mask, is_causal=True, implementation=cfg.attention_impl
+        )
+        a = constrain(a, ("batch", "length", "heads", "kv"))
+        out = Einsum((h, d, e), ("heads", "kv", "embed"), "blhk,hke->ble", dt, name="out")(a)
+        x = x + drop(out)
+        x = constrain(x, ("batch", "length", "embed"))
+
+        y = make_norm(cfg.norm, dt, name="ffn_norm")(x)
+        y = Einsum((e, cfg.d_ff), ("embed", "mlp"), "ble,em->blm", dt, name="wi")(y)
+        y = constrain(nn.gelu(y), ("batch", "length", "mlp"))
+        y = Einsum((cfg.d_ff, e), ("mlp", "embed"), "blm,me->ble", dt, name="wo")(drop(y))
+        x = x + drop(y)
+        return constrain(x, ("batch", "length", "embed")), None
+
+
+class Transformer(nn.Module):
+    """Decoder-only LM: ids [batch, length] -> fp32 logits [batch, length, padded_vocab].
+
+    Logits of the padding ids (>= vocab_size) are NEG_INF: they are never predicted or sampled.
+    """
+
+    cfg: TransformerConfig
+
+    @nn.compact
+    def __call__(
+        self,
+        ids: jax.Array,
+        segment_ids: jax.Array | None = None,
+        positions: jax.Array | None = None,
+        *,
+        deterministic: bool = True,
+    ) -> jax.Array:
+        cfg = self.cfg
+        b, length = ids.shape
+        if positions is None:
+            positions = jnp.broadcast_to(jnp.arange(length, dtype=jnp.int32), (b, length))
+        embed = Embed(cfg.padded_vocab, cfg.d_model, dtype=cfg.compute_dtype, name="embed")
+        x = constrain(embed(ids), ("batch", "length", "embed"))
+        x = nn.Dropout(cfg.dropout, deterministic=deterministic)(x)
+
+        bias = None
+        if cfg.position == "t5":
+            idx = jnp.arange(length, dtype=jnp.int32)
+            bias = RelativePositionBias(
+                cfg.num_heads, cfg.rel_buckets, cfg.rel_max_distance, dtype=cfg.compute_dtype,
+                name="rel_bias",
+            )(idx, idx)
+        elif cfg.position != "rope":
+            raise ValueError(f"lm.position must be 't5' or 'rope', got {cfg.position!r}")
+        mask = attention_mask(segment_ids)
+
+        block = Block
+        if cfg.remat != "none":
+            if cfg.remat not in _REMAT_POLICIES:
+                raise ValueError(f"lm.remat must be one of none, {', '.join(_REMAT_POLICIES)}")
+            block = nn.remat(block, policy=_REMAT_POLICIES[cfg.remat], prevent_cse=not cfg.scan_layers)
+        if cfg.scan_layers:
+            stack = nn.scan(
+                block,
+                variable_axes={"params": 0},
+                split_rngs={"params": True, "dropout": True},
+                in_axes=(nn.broadcast, nn.broadcast, nn.broadcast),
+                length=cfg.num_layers,
+                metadata_params={nn.PARTITION_NAME: "layers"},
+            )(cfg, deterministic, name="layers")
+            x, _ = stack(x, bias, mask, positions)
+        else:
+            for i in range(cfg.num_layers):
+                x, _ = block(cfg, deterministic, name=f"layer_{i}")(x, bias, mask, positions)
+
+        x = make_norm(cfg.norm, cfg.compute_dtype, name="final_norm")(x)
+        if cfg.tie_embeddings:
+            logits = embed.attend(x) / jnp.sqrt(cfg.d_model).astype(jnp.float32)
+        else:
+            logits = Einsum(
+                (cfg.d_model, cfg.padded_vocab), ("embed", "vocab"), "ble,ev->blv",
+                cfg.compute_dtype, out_dtype=jnp.float32, name="logits",
+            )(x)
+        logits = logits.astype(jnp.float32)
+        valid = jnp.arange(cfg.padded_vocab) < cfg.vocab_size
+        logits = jnp.where(valid, logits, NEG_INF)
+        return constrain(logits, ("batch", "length", "vocab"))
+
+
+def count_params(cfg: TransformerConfig) -> int:
+    """Parameter count from the config's shapes alone (no init)."""
+    e, h, d, f, v = cfg.d_model, cfg.num_heads, cfg.kv_dim, cfg.d_ff, cfg.padded_vocab
+    norm = e * (2 if cfg.norm == "layer" else 1)
+    per_layer = 4 * e * h * d + 2 * e * f + 2 * norm
+    total = cfg.num_layers * per_layer + v * e + norm
+    if not cfg.tie_embeddings:
+        total += e * v
+    if cfg.position == "t5":
+        total += cfg.rel_buckets * h
+    return total
+
+
+def train_flops_per_token(cfg: TransformerConfig, seq_len: int) -> float:
+    """Model FLOPs of one training token (forward + backward = 3x forward), from shapes.
+
+    Matmuls: 2 * (params touched per token); attention scores and values: 2 * 2 * L * h * d per
+    layer, halved for the causal mask. Counted as in PaLM (Chowdhery et al. 2022, app. B).
+    """
+    e, h, d, f, v = cfg.d_model, cfg.num_heads, cfg.kv_dim, cfg.d_ff, cfg.padded_vocab
+    dense = cfg.num_layers * (4 * e * h * d + 2 * e * f) + e * v
+    attn = cfg.num_layers * 2 * seq_len * h * d  # causal: half of 4 * L * h * d
+    return 3.0 * (2.0 * dense + attn)

@@ -1,0 +1,46 @@
+"""Assembles (model, train data, eval data) from a config: the one place `config.model` is read.
+
+Later issues register the codec GAN, w2v-BERT and the audio-token stages here.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from audiolm_jax.train.interface import DataSource, Model
+
+
+def _lm_sources(config: Any) -> tuple[DataSource, DataSource]:
+    d = config.data
+    if d.source != "markov":
+        raise ValueError(f"config.data.source must be 'markov' for now, got {d.source!r}")
+    from audiolm_jax.data.synthetic import MarkovSource
+
+    top = d.token_offset + d.vocab
+    if top > config.lm.vocab_size or d.bos_id >= config.lm.vocab_size:
+        raise ValueError(
+            f"config.data emits ids up to {top - 1} (token_offset {d.token_offset} + vocab "
+            f"{d.vocab}) but config.lm.vocab_size is {config.lm.vocab_size}"
+        )
+    kw = dict(vocab=d.vocab, batch_size=d.batch_size, seq_len=d.seq_len, successors=d.successors,
+              lag=d.lag, seed=config.seed, token_offset=d.token_offset, bos_id=d.bos_id)
+    return MarkovSource(split="train", **kw), MarkovSource(split="eval", **kw)
+
+
+def build_lm(config: Any) -> tuple[Model, DataSource, DataSource]:
+    """A stage LM on its token source."""
+    from audiolm_jax.lm.model import LanguageModel
+    from audiolm_jax.lm.transformer import TransformerConfig
+
+    model = LanguageModel(TransformerConfig.from_config(config.lm), z_loss=config.z_loss)
+    return (model, *_lm_sources(config))
+
+
+TASKS: dict[str, Callable[[Any], tuple[Model, DataSource, DataSource]]] = {"lm": build_lm}
+
+
+def build(config: Any) -> tuple[Model, DataSource, DataSource]:
+    """(model, train source, eval source) for `config.model`."""
+    if config.model not in TASKS:
+        raise ValueError(f"config.model={config.model!r} is not one of {sorted(TASKS)}")
+    return TASKS[config.model](config)

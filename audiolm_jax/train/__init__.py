@@ -1,0 +1,1 @@
+"""Training: the generic trainer, optimizers, checkpoints and metric writers."""

@@ -1,0 +1,1 @@
+"""Named configs: `python launch.py --config=NAME` loads `configs/NAME.py:get_config()`."""

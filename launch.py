@@ -1,0 +1,89 @@
+"""The one launcher: `python launch.py --config=NAME [--config.a.b=v ...] [--workdir=DIR] [--mode=M]`.
+
+    python launch.py --config=quickstart                       # every part tiny, on a CPU
+    python launch.py --config=semantic_tiny --workdir=runs/s   # train one stage
+    python launch.py --config=semantic_tpu --config.train.steps=10
+
+`--config` is a name from configs/ (see `--list_configs`) or a path to a config .py file;
+`--config.a.b=v` overrides any field. Training resumes from the newest checkpoint in --workdir.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+
+from absl import app, flags
+
+from audiolm_jax import config as config_lib
+from audiolm_jax.workflows import MODES
+
+flags.DEFINE_string("config", None, "config name in configs/ or path to a config .py file")
+flags.DEFINE_string("workdir", None, "checkpoints, logs and outputs (default runs/<config>)")
+flags.DEFINE_string("mode", None, f"workflow: {', '.join(MODES)} (default: the config's "
+                    "`workflow` field, else train)")
+flags.DEFINE_bool("list_configs", False, "print the known config names and exit")
+FLAGS = flags.FLAGS
+
+_OVERRIDES: list[tuple[str, str]] = []
+
+
+def _setup_logging(workdir: str) -> None:
+    os.makedirs(workdir, exist_ok=True)
+    # Orbax and JAX log every save step at INFO through absl; keep their warnings only.
+    from absl import logging as absl_logging
+
+    absl_logging.set_verbosity(absl_logging.WARNING)
+    fmt = logging.Formatter("%(asctime)s %(levelname).1s %(message)s", "%H:%M:%S")
+    logger = logging.getLogger("audiolm_jax")
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    for handler in (logging.StreamHandler(sys.stderr),
+                    logging.FileHandler(os.path.join(workdir, "log.txt"))):
+        handler.setFormatter(fmt)
+        logger.addHandler(handler)
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    if FLAGS.list_configs:
+        print("\n".join(config_lib.list_configs()))
+        return 0
+    if not FLAGS.config:
+        raise app.UsageError(
+            f"--config is required; known configs: {', '.join(config_lib.list_configs())}"
+        )
+    try:
+        config = config_lib.load_config(FLAGS.config)
+        for key, value in _OVERRIDES:
+            config_lib.apply_override(config, key, value)
+    except (ValueError, KeyError, FileNotFoundError) as e:
+        msg = e.args[0] if isinstance(e, KeyError) else str(e)
+        print(f"launch.py: {msg}", file=sys.stderr)
+        return 2
+    mode = FLAGS.mode or config.get("workflow") or "train"
+    if mode not in MODES:
+        print(f"launch.py: unknown --mode={mode}; modes: {', '.join(MODES)}", file=sys.stderr)
+        return 2
+    workdir = FLAGS.workdir or os.path.join("runs", config.name)
+    _setup_logging(workdir)
+    logging.getLogger("audiolm_jax").info(
+        "launch.py --config=%s --mode=%s --workdir=%s%s", FLAGS.config, mode, workdir,
+        "".join(f" --config.{k}={v}" for k, v in _OVERRIDES),
+    )
+    summary = MODES[mode](config, workdir)
+    print(json.dumps(summary, indent=2, default=str))
+    return 0
+
+
+def run() -> None:
+    rest, overrides = config_lib.split_overrides(sys.argv)
+    _OVERRIDES.extend(overrides)
+    app.run(lambda argv: sys.exit(main(argv)), argv=rest)
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,37 @@
+"""audiolm-jax: AudioLM (Borsos et al. 2022, arXiv:2209.03143) in JAX/Flax.
+
+`pip install -e .` is the whole set-up; `pip install -e ".[test]"` adds what the tests need.
+"""
+
+from setuptools import find_packages, setup
+
+setup(
+    name="audiolm-jax",
+    version="0.1.0",
+    description="AudioLM in JAX/Flax: SoundStream, w2v-BERT tokens and three transformer stages, "
+    "sharded across TPU/GPU meshes.",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=find_packages(include=["audiolm_jax", "audiolm_jax.*"]),
+    install_requires=[
+        "jax>=0.8",
+        "flax>=0.10",
+        "optax>=0.2.4",
+        "orbax-checkpoint>=0.11",
+        "ml_collections>=1.0",
+        "absl-py",
+        "numpy",
+        "soundfile",
+        "librosa",
+        "tensorflow-datasets",
+        "seqio",
+        # TF 2.21 no longer pulls tensorboard in; our event writer uses its protos.
+        "tensorboard",
+    ],
+    extras_require={
+        "test": ["pytest", "pytest-xdist", "hypothesis", "ruff"],
+        # Ahead-of-time TPU compiles on a CPU host for `--dry_run --target=v5e:4x4`.
+        "tpu_aot": ["libtpu==0.0.42.*"],
+    },
+)
