@@ -214,6 +214,8 @@ def cmd_train(args) -> dict:
         "losses": losses,
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
+        "cpu_count": os.cpu_count(),
+        "loadavg_1min_at_end": os.getloadavg()[0],  # >threads means something else was running
         "notes": NOTES,
     }
 
@@ -263,6 +265,8 @@ def cmd_sample(args) -> dict:
         "tokens_per_s": args.batch * generated / med,
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
+        "cpu_count": os.cpu_count(),
+        "loadavg_1min_at_end": os.getloadavg()[0],  # >threads means something else was running
         "notes": NOTES,
     }
 

@@ -11,7 +11,7 @@ def lm(**overrides) -> ml_collections.ConfigDict:
     """
     cfg = ml_collections.ConfigDict(
         dict(
-            vocab_size=1027, num_layers=12, num_heads=16, d_model=1024, d_ff=4096,
+            vocab_size=1028, num_layers=12, num_heads=16, d_model=1024, d_ff=4096,
             head_dim=ml_collections.FieldReference(None, field_type=int), dropout=0.1,
             position="t5", rel_buckets=32, rel_max_distance=128, norm="rms", scan_layers=True,
             remat="none", dtype="float32",

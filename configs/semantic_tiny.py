@@ -5,16 +5,20 @@
 
 import ml_collections
 
+from audiolm_jax import layouts
 from configs import base
+
+PAPER = layouts.TokenLayout.preset("paper")
 
 
 def get_config() -> ml_collections.ConfigDict:
     c = base.get_base_config()
-    c.lm = base.lm(num_layers=2, num_heads=4, d_model=256, d_ff=1024, dropout=0.0)
+    c.lm = base.lm(vocab_size=PAPER.vocab_size("semantic"), num_layers=2, num_heads=4, d_model=256, d_ff=1024, dropout=0.0)
     # Until the audio pipeline lands, the semantic stage reads a synthetic source: 1024 ids
-    # (AudioLM's K_s) after 3 special ids, each with 4 successors (entropy log 4 = 1.39 nats).
+    # (AudioLM's K_s) after the 4 special ids of audiolm_jax.layouts, each with 4 successors (entropy log 4 = 1.39 nats).
     c.data = ml_collections.ConfigDict(
-        dict(source="markov", vocab=1024, successors=4, lag=1, token_offset=3, bos_id=1,
+        dict(source="markov", vocab=PAPER.semantic_vocab, successors=4, lag=1, token_offset=layouts.NUM_SPECIALS,
+             bos_id=layouts.BOS,
              batch_size=16, seq_len=128)
     )
     c.optimizer.update(lr=3e-3, warmup_steps=30, end_lr_ratio=0.1)

@@ -15,7 +15,7 @@ from audiolm_jax.layouts import PRESETS
 SPEECH = ["paper", "hubert", "encodec"]
 
 # Small shapes and few examples: TF eager ops are slow-ish and the suite must stay fast.
-FAST = settings(max_examples=25, deadline=None)
+FAST = settings(max_examples=25, deadline=None, database=None)
 
 
 @st.composite

@@ -72,8 +72,11 @@ class RelativePositionBias(nn.Module):
             num_buckets=self.num_buckets,
             max_distance=self.max_distance,
         )
-        bias = jnp.take(table, buckets, axis=0)  # [q, k, heads]
-        return jnp.transpose(bias, (2, 0, 1))[None].astype(self.dtype)
+        # A one-hot matmul rather than a gather: its gradient is a matmul too, where a gather's
+        # is a scatter-add plus a [q, k, heads] transpose (60 ms a step on a 2-core CPU).
+        onehot = jax.nn.one_hot(buckets.reshape(-1), self.num_buckets, dtype=jnp.float32)
+        bias = jnp.dot(table.T, onehot.T)  # [heads, q * k]
+        return bias.reshape(1, self.num_heads, *buckets.shape).astype(self.dtype)
 
 
 def apply_rope(x: jax.Array, positions: jax.Array, base: float = 10_000.0) -> jax.Array:

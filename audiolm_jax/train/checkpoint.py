@@ -26,22 +26,34 @@ class ShapeMismatchError(ValueError):
     """The checkpoint's arrays do not have the shapes the current config builds."""
 
 
+def _path_name(path: tuple) -> str:
+    """`opt_state.model.1.0.mu.w`: the same name for a dataclass field, dict key or tuple index."""
+    parts = []
+    for entry in path:
+        for attr in ("key", "name", "idx"):
+            if hasattr(entry, attr):
+                parts.append(str(getattr(entry, attr)))
+                break
+    return ".".join(parts)
+
+
 def _flat_shapes(tree: Any) -> dict[str, tuple]:
     flat = jax.tree_util.tree_flatten_with_path(tree)[0]
-    return {jax.tree_util.keystr(path): tuple(np.shape(leaf)) for path, leaf in flat}
+    return {_path_name(path): tuple(np.shape(leaf)) for path, leaf in flat}
 
 
 def _metadata_shapes(meta: Any) -> dict[str, tuple]:
     flat = jax.tree_util.tree_flatten_with_path(
         meta, is_leaf=lambda x: hasattr(x, "shape") and not isinstance(x, dict)
     )[0]
-    return {jax.tree_util.keystr(path): tuple(leaf.shape) for path, leaf in flat}
+    return {_path_name(path): tuple(leaf.shape) for path, leaf in flat}
 
 
 def check_shapes(saved: dict[str, tuple], expected: dict[str, tuple], where: str) -> None:
     """Raises ShapeMismatchError listing every array whose shape (or presence) differs."""
     problems = []
-    for key in sorted(set(saved) | set(expected)):
+    # Parameters first: optimizer moments mirror them and say nothing new.
+    for key in sorted(set(saved) | set(expected), key=lambda k: (not k.startswith("params."), k)):
         a, b = saved.get(key), expected.get(key)
         if a != b:
             problems.append(f"  {key}: checkpoint {a if a is not None else 'absent'}, "
@@ -68,7 +80,15 @@ class Checkpointer:
         self._open()
 
     def _open(self) -> None:
-        self.manager = ocp.CheckpointManager(self.directory, options=self._options)
+        self.manager = ocp.CheckpointManager(
+            self.directory,
+            options=self._options,
+            item_handlers={
+                "state": ocp.StandardCheckpointHandler(),
+                "data": ocp.JsonCheckpointHandler(),
+                "meta": ocp.JsonCheckpointHandler(),
+            },
+        )
 
     def steps(self) -> list[int]:
         return sorted(self.manager.all_steps())

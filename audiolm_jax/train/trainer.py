@@ -120,7 +120,7 @@ def make_train_step(
             updates, opt_state[group] = txs[group].update(grads, opt_state[group], params[group])
             params[group] = optax.apply_updates(params[group], updates)
             metrics.update(m)
-            metrics[group_metric(model.groups, group, "grad_norm")] = optax.global_norm(grads)
+            metrics[group_metric(model.groups, group, "grad_norm")] = optax.tree.norm(grads)
             metrics[group_metric(model.groups, group, "lr")] = schedules[group](state.step)
         finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(v)) for v in jax.tree.leaves(metrics)]))
         # A non-finite step leaves the state as it was, so no broken state can be checkpointed;

@@ -1,0 +1,58 @@
+"""Shared helpers for benchmark scripts: timing medians, the machine's matmul peak, reporting.
+
+Machines are noisy (this project's CI machines are 2-core VMs with busy neighbours), so every
+script measures its baseline in the same run, interleaved with the measured code, and reports
+medians.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import platform
+import time
+from typing import Callable
+
+import numpy as np
+
+
+def median_time(fn: Callable[[], object], repeats: int, warmup: int = 1) -> tuple[float, list[float]]:
+    """Median wall seconds of `fn()` (which must block until its work is done)."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times)), times
+
+
+def matmul_peak_fn(n: int = 2048):
+    """A jitted n x n fp32 matmul and its FLOPs: the machine's practical peak for our ratios."""
+    import jax
+    import jax.numpy as jnp
+
+    a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
+    f = jax.jit(lambda x: x @ x)
+    f(a).block_until_ready()
+    return (lambda: f(a).block_until_ready()), 2.0 * n**3
+
+
+def machine() -> str:
+    """`2 cores x86_64, Linux 6.x, jax 0.10.2 cpu`."""
+    import jax
+
+    return (f"{os.cpu_count()} cores {platform.machine()}, {platform.system()} "
+            f"{platform.release().split('-')[0]}, jax {jax.__version__} {jax.default_backend()}")
+
+
+def report(name: str, row: dict) -> None:
+    """Prints the row as JSON and appends it to benchmarks/results.jsonl."""
+    row = {"benchmark": name, "date": datetime.date.today().isoformat(), "machine": machine(), **row}
+    line = json.dumps(row)
+    print(line)
+    out = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results.jsonl")
+    with open(out, "a") as f:
+        f.write(line + "\n")

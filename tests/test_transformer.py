@@ -1,0 +1,117 @@
+"""The shared stage Transformer: causality, packing, padded vocab, shapes and counts."""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from audiolm_jax.config import load_config
+from audiolm_jax.lm.transformer import (
+    NEG_INF, Transformer, TransformerConfig, count_params, pad_vocab,
+)
+
+
+def _cfg(**kw):
+    base = dict(vocab_size=100, num_layers=2, num_heads=2, d_model=32, d_ff=64, dropout=0.0)
+    base.update(kw)
+    return TransformerConfig(**base)
+
+
+def _init(cfg, length=24, batch=2):
+    ids = jnp.zeros((batch, length), jnp.int32)
+    model = Transformer(cfg)
+    return model, nn.unbox(model.init(jax.random.key(0), ids)["params"])
+
+
+@pytest.mark.parametrize("position", ["t5", "rope"])
+@pytest.mark.parametrize("scan", [True, False])
+def test_causal(position, scan):
+    cfg = _cfg(position=position, scan_layers=scan)
+    model, params = _init(cfg)
+    ids = jax.random.randint(jax.random.key(1), (2, 24), 0, 100)
+    t = 10
+    changed = ids.at[:, t + 1 :].set((ids[:, t + 1 :] + 7) % 100)
+    a = model.apply({"params": params}, ids)
+    b = model.apply({"params": params}, changed)
+    np.testing.assert_array_equal(a[:, : t + 1], b[:, : t + 1])
+    assert not np.allclose(a[:, t + 1 :], b[:, t + 1 :])
+
+
+@pytest.mark.parametrize("position", ["t5", "rope"])
+def test_packing_isolates_examples(position):
+    """Two examples packed in one row score exactly as they do alone, and do not interact."""
+    cfg = _cfg(position=position)
+    model, params = _init(cfg)
+    rng = np.random.default_rng(0)
+    a, b = rng.integers(0, 100, 9), rng.integers(0, 100, 11)
+    packed = np.zeros((1, 24), np.int32)
+    packed[0, :9], packed[0, 9:20] = a, b
+    seg = np.array([[1] * 9 + [2] * 11 + [0] * 4])
+    pos = np.array([list(range(9)) + list(range(11)) + [0] * 4])
+    out = model.apply({"params": params}, packed, seg, pos)
+    alone_a = model.apply({"params": params}, a[None])
+    alone_b = model.apply({"params": params}, b[None])
+    np.testing.assert_allclose(out[0, :9], alone_a[0], atol=1e-5)
+    np.testing.assert_allclose(out[0, 9:20], alone_b[0], atol=1e-5)
+    # Changing example b leaves example a's logits bit for bit unchanged.
+    other = packed.copy()
+    other[0, 9:20] = (b + 3) % 100
+    out2 = model.apply({"params": params}, other, seg, pos)
+    np.testing.assert_array_equal(out[0, :9], out2[0, :9])
+
+
+def test_padded_vocab_never_predicted():
+    cfg = _cfg(vocab_size=130)
+    assert cfg.padded_vocab == 256 and pad_vocab(1027) == 1152
+    model, params = _init(cfg)
+    logits = model.apply({"params": params}, jnp.ones((2, 24), jnp.int32))
+    assert logits.shape == (2, 24, 256) and logits.dtype == jnp.float32
+    assert np.all(np.asarray(logits[..., 130:]) == NEG_INF)
+    probs = jax.nn.softmax(logits)
+    assert float(probs[..., 130:].max()) == 0.0
+
+
+def test_param_count_matches_init():
+    for kw in (dict(), dict(position="rope", norm="layer"), dict(tie_embeddings=True)):
+        cfg = _cfg(**kw)
+        _, params = _init(cfg)
+        assert sum(x.size for x in jax.tree.leaves(params)) == count_params(cfg)
+
+
+def test_semantic_tpu_is_paper_size():
+    """12 x (16 heads, d 1024, FFN 4096), vocab 1028 -> 1152: about 150M parameters."""
+    config = load_config("semantic_tpu")
+    cfg = TransformerConfig.from_config(config.lm)
+    abstract = jax.eval_shape(
+        lambda: Transformer(cfg).init(jax.random.key(0), jnp.zeros((1, 8), jnp.int32))
+    )
+    n = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(nn.unbox(abstract["params"])))
+    e, f = 1024, 4096
+    expected = 12 * (4 * e * e + 2 * e * f + 2 * e) + 2 * 1152 * e + e + 32 * 16
+    assert n == count_params(cfg) == expected
+    assert 140e6 < n < 160e6
+
+
+def test_remat_bf16_and_scan_agree_on_loss():
+    """Remat policies change memory, not results; bf16 compute keeps fp32 params and logits."""
+    ids = jax.random.randint(jax.random.key(3), (2, 24), 0, 100)
+
+    def loss(cfg):
+        model, params = _init(cfg)
+        f = lambda p: jnp.mean(model.apply({"params": p}, ids)[..., :100] ** 2)
+        return jax.value_and_grad(f)(params), params
+
+    (l0, g0), _ = loss(_cfg())
+    for remat in ("full", "dots", "dots_no_batch"):
+        (l1, g1), _ = loss(_cfg(remat=remat))
+        np.testing.assert_allclose(l0, l1, rtol=1e-6)
+        jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6), g0, g1)
+    (l2, _), params = loss(_cfg(dtype="bfloat16"))
+    assert all(x.dtype == jnp.float32 for x in jax.tree.leaves(params))
+    np.testing.assert_allclose(l0, l2, rtol=0.05)
+
+
+def test_unknown_lm_field_is_named():
+    with pytest.raises(ValueError, match="unknown fields \\['num_layerz'\\]"):
+        TransformerConfig.from_config({"vocab_size": 10, "num_layerz": 2})
