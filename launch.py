@@ -25,6 +25,10 @@ flags.DEFINE_string("workdir", None, "checkpoints, logs and outputs (default run
 flags.DEFINE_string("mode", None, f"workflow: {', '.join(MODES)} (default: the config's "
                     "`workflow` field, else train)")
 flags.DEFINE_bool("list_configs", False, "print the known config names and exit")
+flags.DEFINE_bool("dry_run", False, "print per-device memory and FLOPs of the train step; no training")
+flags.DEFINE_integer("devices", None, "--dry_run: plan for this many devices (abstract mesh)")
+flags.DEFINE_string("target", None, "--dry_run: compile for this TPU topology, e.g. v5e:4x4 "
+                    '(needs pip install -e ".[tpu_aot]")')
 FLAGS = flags.FLAGS
 
 _OVERRIDES: list[tuple[str, str]] = []
@@ -71,10 +75,20 @@ def main(argv: list[str]) -> int:
     workdir = FLAGS.workdir or os.path.join("runs", config.name)
     _setup_logging(workdir)
     logging.getLogger("audiolm_jax").info(
-        "launch.py --config=%s --mode=%s --workdir=%s%s", FLAGS.config, mode, workdir,
+        "launch.py --config=%s --mode=%s --workdir=%s%s", FLAGS.config,
+        "dry_run" if FLAGS.dry_run else mode, workdir,
         "".join(f" --config.{k}={v}" for k, v in _OVERRIDES),
     )
-    summary = MODES[mode](config, workdir)
+    if FLAGS.dry_run:
+        from audiolm_jax.workflows import run_dry_run
+
+        try:
+            summary = run_dry_run(config, workdir, devices=FLAGS.devices, target=FLAGS.target)
+        except (RuntimeError, ValueError) as e:
+            print(f"launch.py: {e}", file=sys.stderr)
+            return 2
+    else:
+        summary = MODES[mode](config, workdir)
     print(json.dumps(summary, indent=2, default=str))
     return 0
 

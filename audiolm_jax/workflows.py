@@ -56,4 +56,17 @@ def run_quickstart(config: Any, workdir: str) -> dict:
     return summary
 
 
+def run_dry_run(config: Any, workdir: str, *, devices: int | None = None,
+                target: str | None = None) -> dict:
+    """Per-device memory and FLOPs of `config`'s train step, without training (dry_run.py)."""
+    from audiolm_jax import tasks
+    from audiolm_jax.train.dry_run import dry_run
+
+    model, train_source, _ = tasks.build(config)
+    report = dry_run(config, model, train_source, devices=devices, target=target)
+    with open(os.path.join(workdir, "dry_run.json"), "w") as f:
+        json.dump(report, f, indent=2, default=str)
+    return report
+
+
 MODES = {"train": run_train, "quickstart": run_quickstart}

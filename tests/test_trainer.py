@@ -68,7 +68,7 @@ def test_gradient_accumulation_matches_one_big_batch():
     for accum in (1, 2):
         config = _config(10)
         txs, schedules = make_optimizers(config, model.groups, 10)
-        state, _ = init_state(model, txs, batch, seed=0)
+        state = init_state(model, txs, batch, seed=0)
         step = jax.jit(make_train_step(model, txs, schedules, grad_accum=accum))
         state, _ = step(state, batch)
         outs.append(float(state.params["model"]["w"]))

@@ -28,6 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from audiolm_jax.train import sharding
 from audiolm_jax.train.checkpoint import Checkpointer
 from audiolm_jax.train.interface import Batch, DataSource, Model
 from audiolm_jax.train.optim import make_optimizer
@@ -125,12 +126,17 @@ def make_train_step(
         finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(v)) for v in jax.tree.leaves(metrics)]))
         # A non-finite step leaves the state as it was, so no broken state can be checkpointed;
         # the host sees `nonfinite_step` at its next check and stops with the step number.
-        keep = lambda new, old: jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, old)
+        # (A cond, not a select: it picks buffers instead of reading and writing every array.)
+        params, opt_state, mstate = jax.lax.cond(
+            finite,
+            lambda: (params, opt_state, mstate),
+            lambda: (state.params, state.opt_state, state.model_state),
+        )
         new_state = state.replace(
             step=state.step + 1,
-            params=keep(params, state.params),
-            opt_state=keep(opt_state, state.opt_state),
-            model_state=keep(mstate, state.model_state),
+            params=params,
+            opt_state=opt_state,
+            model_state=mstate,
             nonfinite_step=jnp.where(
                 finite | (state.nonfinite_step >= 0), state.nonfinite_step, state.step + 1
             ),
@@ -161,12 +167,16 @@ def make_optimizers(config: Any, groups: tuple[str, ...], total_steps: int):
     return txs, schedules
 
 
-def init_state(model: Model, txs: dict, batch: Batch, seed: int) -> tuple[TrainState, Any]:
-    """(TrainState, logical partition specs of the params) from a sample batch."""
+def init_state(
+    model: Model, txs: dict, batch: Batch, seed: int, *, boxed: bool = False
+) -> TrainState:
+    """The initial TrainState from a sample batch.
+
+    With `boxed`, parameters and optimizer moments stay wrapped in their logical-axis metadata
+    (`nn.Partitioned`), from which `nn.get_partition_spec` reads the sharding of every array.
+    """
     key = jax.random.key(seed)
-    boxed, mstate = model.init(jax.random.fold_in(key, 1), batch)
-    specs = nn.get_partition_spec(boxed)
-    params = nn.unbox(boxed)
+    params, mstate = model.init(jax.random.fold_in(key, 1), batch)
     state = TrainState(
         step=jnp.zeros((), jnp.int32),
         params=params,
@@ -175,7 +185,21 @@ def init_state(model: Model, txs: dict, batch: Batch, seed: int) -> tuple[TrainS
         rng=jax.random.key_data(key),
         nonfinite_step=-jnp.ones((), jnp.int32),
     )
-    return state, specs
+    return state if boxed else nn.unbox(state)
+
+
+def state_shardings(model: Model, txs: dict, batch: Batch, seed: int, mesh, rules):
+    """(NamedShardings of the TrainState, abstract state carrying them), without allocating."""
+    boxed = jax.eval_shape(lambda: init_state(model, txs, batch, seed, boxed=True))
+    shardings = sharding.logical_shardings(nn.get_partition_spec(boxed), mesh, rules)
+    plain = jax.tree.map(
+        lambda x: x.unbox(apply_constraint=False) if isinstance(x, nn.meta.AxisMetadata) else x,
+        boxed, is_leaf=lambda x: isinstance(x, nn.meta.AxisMetadata),
+    )
+    abstract = jax.tree.map(
+        lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh), plain, shardings
+    )
+    return shardings, abstract
 
 
 def batch_digest(batch: Batch) -> str:
@@ -252,9 +276,12 @@ def evaluate(
 
 def train(
     config: Any, workdir: str, model: Model, train_source: DataSource,
-    eval_source: DataSource | None = None,
+    eval_source: DataSource | None = None, mesh: jax.sharding.Mesh | None = None,
 ) -> TrainResult:
-    """Trains `model` per `config.train`/`config.optimizer`, resuming from `workdir` if possible."""
+    """Trains `model` per `config.train`/`config.optimizer`, resuming from `workdir` if possible.
+
+    The mesh is `config.mesh` over all devices unless `mesh` is given.
+    """
     tcfg = config.train
     os.makedirs(workdir, exist_ok=True)
     total = int(tcfg.steps)
@@ -265,12 +292,18 @@ def train(
         workdir, every=int(tcfg.checkpoint_every), keep=int(tcfg.keep_checkpoints),
         async_save=bool(tcfg.get("async_checkpoints", True)),
     )
-    abstract = jax.eval_shape(lambda: init_state(model, txs, sample, config.seed)[0])
-    dev = jax.sharding.SingleDeviceSharding(jax.devices()[0])
-    abstract = jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=dev), abstract)
+    mesh = mesh or sharding.make_mesh(config.get("mesh") or {"data": -1})
+    rules = sharding.rules_from_config(config)
+    ctx = sharding.activate(mesh, rules)
+    ctx.__enter__()
+    state_sh, abstract = state_shardings(model, txs, sample, config.seed, mesh, rules)
+    batch_sh = sharding.batch_sharding(mesh, rules)
+    log.info("Mesh %s over %d devices (%s).", dict(mesh.shape), mesh.size, jax.devices()[0].platform)
     restored = ckpt.restore_latest(abstract)
     if restored is None:
-        state, _ = init_state(model, txs, sample, config.seed)
+        state = jax.jit(
+            lambda: init_state(model, txs, sample, config.seed), out_shardings=state_sh
+        )()
         resumed_from = None
         log.info("Starting from scratch in %s (no checkpoint found).", workdir)
     else:
@@ -282,9 +315,11 @@ def train(
              list(model.groups))
 
     step_fn = jax.jit(
-        make_train_step(model, txs, schedules, int(tcfg.get("grad_accum", 1))), donate_argnums=0
+        make_train_step(model, txs, schedules, int(tcfg.get("grad_accum", 1))),
+        in_shardings=(state_sh, batch_sh), out_shardings=(state_sh, None), donate_argnums=0,
     )
-    eval_fn = jax.jit(make_eval_step(model))
+    eval_jit = jax.jit(make_eval_step(model), in_shardings=(state_sh, batch_sh))
+    eval_fn = lambda st, b: eval_jit(st, sharding.global_batch(b, batch_sh))
     writer = EventWriter(os.path.join(workdir, "tensorboard"))
     hash_file = os.path.join(workdir, "batch_hashes.txt") if tcfg.get("log_batch_hashes") else None
     meta = {"config": config.to_dict() if hasattr(config, "to_dict") else dict(config)}
@@ -318,7 +353,7 @@ def train(
                     with open(hash_file, "a") as f:
                         f.write(f"{step + 1} {batch_digest(batch)}\n")
                 t0 = time.time()
-                state, metrics = step_fn(state, batch)
+                state, metrics = step_fn(state, sharding.global_batch(batch, batch_sh))
                 step += 1
                 history.append(metrics)
                 steps_since += 1
@@ -359,4 +394,5 @@ def train(
         finally:
             writer.close()
             ckpt.close()
+            ctx.__exit__(None, None, None)
     return TrainResult(step, stopped, last_metrics, last_eval, resumed_from, state)
