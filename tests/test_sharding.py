@@ -41,3 +41,50 @@ def test_eight_devices_equal_one_device():
     assert s["logits"] == [[64, 128], [32, 64]]
     assert s["wi_adam_mu"] == s["wi"]  # optimizer state sharded like its parameter
     assert r["devices_per_param"] == 8
+
+
+def _dry_run(*args):
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    out = subprocess.run([sys.executable, str(REPO / "launch.py"), "--dry_run", *args],
+                         capture_output=True, text=True, timeout=900, cwd=REPO, env=env)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return out
+
+
+def test_dry_run_semantic_tpu_bytes_shrink_with_fsdp(tmp_path):
+    from audiolm_jax.config import load_config
+    from audiolm_jax.lm.transformer import TransformerConfig, count_params
+
+    expected = count_params(TransformerConfig.from_config(load_config("semantic_tpu").lm))
+    reports = {}
+    for fsdp in (1, 4, 16):
+        _dry_run("--config=semantic_tpu", f"--workdir={tmp_path / str(fsdp)}", "--devices=16",
+                 f"--config.mesh.fsdp={fsdp}")
+        reports[fsdp] = json.loads((tmp_path / str(fsdp) / "dry_run.json").read_text())
+    for r in reports.values():
+        assert r["parameters"] == expected
+    params = [reports[f]["per_device_bytes"]["params"] for f in (1, 4, 16)]
+    opt = [reports[f]["per_device_bytes"]["optimizer"] for f in (1, 4, 16)]
+    assert params[0] == 4 * expected  # fp32, replicated when fsdp = 1
+    assert params[0] > params[1] > params[2] and opt[0] > opt[1] > opt[2]
+    assert params[1] <= params[0] / 3.5 and params[2] <= params[0] / 12
+
+
+def test_dry_run_compiles_locally_and_prints_memory(tmp_path):
+    out = _dry_run("--config=semantic_tiny", f"--workdir={tmp_path}")
+    r = json.loads((tmp_path / "dry_run.json").read_text())
+    assert r["compiled"]["temporaries"] > 0 and r["compiled"]["peak_estimate"] > 0
+    assert "parameters" in out.stderr and "temporaries" in out.stderr
+
+
+@pytest.mark.slow
+def test_dry_run_tpu_target_compiles_ahead_of_time(tmp_path):
+    try:
+        import libtpu  # noqa: F401
+    except ImportError:
+        pytest.skip('libtpu is not installed (pip install -e ".[tpu_aot]"); the TPU compile '
+                    "needs its compiler")
+    _dry_run("--config=semantic_tpu", f"--workdir={tmp_path}", "--target=v5e:4x4",
+             "--config.mesh.fsdp=16")
+    r = json.loads((tmp_path / "dry_run.json").read_text())
+    assert r["compiled"]["peak_estimate"] > 0 and "fits" in r
