@@ -35,6 +35,8 @@ _OVERRIDES: list[tuple[str, str]] = []
 
 
 def _setup_logging(workdir: str) -> None:
+    import jax
+
     os.makedirs(workdir, exist_ok=True)
     # Orbax and JAX log every save step at INFO through absl; keep their warnings only.
     from absl import logging as absl_logging
@@ -42,15 +44,22 @@ def _setup_logging(workdir: str) -> None:
     absl_logging.set_verbosity(absl_logging.WARNING)
     fmt = logging.Formatter("%(asctime)s %(levelname).1s %(message)s", "%H:%M:%S")
     logger = logging.getLogger("audiolm_jax")
-    logger.setLevel(logging.INFO)
     logger.propagate = False
-    for handler in (logging.StreamHandler(sys.stderr),
-                    logging.FileHandler(os.path.join(workdir, "log.txt"))):
+    # Every process logs to its own file; only the first also talks on stderr at INFO.
+    pid = jax.process_index()
+    logger.setLevel(logging.INFO)
+    stderr = logging.StreamHandler(sys.stderr)
+    stderr.setLevel(logging.INFO if pid == 0 else logging.WARNING)
+    name = "log.txt" if pid == 0 else f"log.process{pid}.txt"
+    for handler in (stderr, logging.FileHandler(os.path.join(workdir, name))):
         handler.setFormatter(fmt)
         logger.addHandler(handler)
 
 
 def main(argv: list[str]) -> int:
+    from audiolm_jax.train.distributed import maybe_initialize
+
+    maybe_initialize()
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     if FLAGS.list_configs:
@@ -79,6 +88,9 @@ def main(argv: list[str]) -> int:
         "dry_run" if FLAGS.dry_run else mode, workdir,
         "".join(f" --config.{k}={v}" for k, v in _OVERRIDES),
     )
+    from audiolm_jax.train.distributed import describe
+
+    logging.getLogger("audiolm_jax").info(describe())
     if FLAGS.dry_run:
         from audiolm_jax.workflows import run_dry_run
 

@@ -14,6 +14,8 @@ def _lm_sources(config: Any) -> tuple[DataSource, DataSource]:
     d = config.data
     if d.source != "markov":
         raise ValueError(f"config.data.source must be 'markov' for now, got {d.source!r}")
+    import jax
+
     from audiolm_jax.data.synthetic import MarkovSource
 
     top = d.token_offset + d.vocab
@@ -23,7 +25,8 @@ def _lm_sources(config: Any) -> tuple[DataSource, DataSource]:
             f"{d.vocab}) but config.lm.vocab_size is {config.lm.vocab_size}"
         )
     kw = dict(vocab=d.vocab, batch_size=d.batch_size, seq_len=d.seq_len, successors=d.successors,
-              lag=d.lag, seed=config.seed, token_offset=d.token_offset, bos_id=d.bos_id)
+              lag=d.lag, seed=config.seed, token_offset=d.token_offset, bos_id=d.bos_id,
+              process_index=jax.process_index(), process_count=jax.process_count())
     return MarkovSource(split="train", **kw), MarkovSource(split="eval", **kw)
 
 

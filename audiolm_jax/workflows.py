@@ -22,9 +22,16 @@ def run_train(config: Any, workdir: str) -> dict:
         "stopped": result.stopped, "resumed_from": result.resumed_from,
         "train": result.metrics, "eval": result.eval_metrics,
     }
-    with open(os.path.join(workdir, "summary.json"), "w") as f:
-        json.dump(summary, f, indent=2)
+    if _primary():
+        with open(os.path.join(workdir, "summary.json"), "w") as f:
+            json.dump(summary, f, indent=2)
     return summary
+
+
+def _primary() -> bool:
+    import jax
+
+    return jax.process_index() == 0
 
 
 def run_quickstart(config: Any, workdir: str) -> dict:

@@ -26,3 +26,15 @@ def tiny_lm_config():
                    keep_checkpoints=3)
     c.optimizer.update(warmup_steps=2)
     return c
+
+
+def restore_state(path):
+    """A saved TrainState as a tree of arrays on this process's first device, whatever the
+    device layout it was saved from."""
+    import orbax.checkpoint as ocp
+
+    ckptr = ocp.StandardCheckpointer()
+    meta = ckptr.metadata(str(path)).item_metadata
+    device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+    target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device), meta.tree)
+    return ckptr.restore(str(path), target)

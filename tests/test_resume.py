@@ -10,13 +10,12 @@ import time
 
 import jax
 import numpy as np
-import orbax.checkpoint as ocp
 import pytest
 
 from audiolm_jax import tasks
 from audiolm_jax.train.checkpoint import ShapeMismatchError
 from audiolm_jax.train.trainer import train
-from conftest import REPO
+from conftest import REPO, restore_state
 
 TINY = [
     "--config=semantic_tiny", "--config.lm.num_layers=1", "--config.lm.d_model=64",
@@ -36,8 +35,7 @@ def _env():
 
 
 def _final_state(workdir, step):
-    path = os.path.join(workdir, "checkpoints", str(step), "state")
-    return ocp.StandardCheckpointer().restore(path)
+    return restore_state(os.path.join(workdir, "checkpoints", str(step), "state"))
 
 
 def test_sigterm_then_resume_equals_straight_run(tmp_path):

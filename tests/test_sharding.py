@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from audiolm_jax.train import sharding
-from conftest import REPO
+from conftest import REPO, restore_state
 
 
 def test_mesh_shape_fills_minus_one_and_names_errors():
@@ -88,3 +88,39 @@ def test_dry_run_tpu_target_compiles_ahead_of_time(tmp_path):
              "--config.mesh.fsdp=16")
     r = json.loads((tmp_path / "dry_run.json").read_text())
     assert r["compiled"]["peak_estimate"] > 0 and "fits" in r
+
+
+def test_two_process_job_equals_one_process(tmp_path):
+    """2 processes x 1 CPU device (gloo) == 1 process x 2 devices: same loss and parameters."""
+    import jax
+    import numpy as np
+
+    from multihost import run_job
+
+    args = [
+        sys.executable, str(REPO / "launch.py"), "--config=semantic_tiny",
+        "--config.lm.num_layers=1", "--config.lm.d_model=64", "--config.lm.d_ff=128",
+        "--config.data.batch_size=4", "--config.data.seq_len=32", "--config.train.steps=4",
+        "--config.train.log_every=2", "--config.train.eval_every=4",
+        "--config.train.eval_batches=1", "--config.train.checkpoint_every=4",
+    ]
+    env = {"PYTHONPATH": str(REPO)}
+    one = subprocess.run([*args, f"--workdir={tmp_path / 'one'}"], cwd=REPO, timeout=600,
+                         env={**os.environ, **env, "XLA_FLAGS":
+                              "--xla_force_host_platform_device_count=2"}, capture_output=True,
+                         text=True)
+    assert one.returncode == 0, one.stderr[-3000:]
+    outs = run_job([*args, f"--workdir={tmp_path / 'two'}"], num_processes=2, cwd=str(REPO), env=env)
+    for o in outs:
+        assert o.returncode == 0, o.stderr[-3000:]
+    assert "Process 0 of 2" in (tmp_path / "two" / "log.txt").read_text()
+    s1 = json.loads((tmp_path / "one" / "summary.json").read_text())
+    s2 = json.loads((tmp_path / "two" / "summary.json").read_text())
+    assert s1["train"]["loss"] == pytest.approx(s2["train"]["loss"], rel=1e-5)
+    assert s1["eval"]["loss"] == pytest.approx(s2["eval"]["loss"], rel=1e-5)
+    a = restore_state(tmp_path / "one" / "checkpoints" / "4" / "state")
+    b = restore_state(tmp_path / "two" / "checkpoints" / "4" / "state")
+    leaves_a, leaves_b = jax.tree.leaves(a), jax.tree.leaves(b)
+    assert len(leaves_a) == len(leaves_b) > 10
+    for x, y in zip(leaves_a, leaves_b):
+        np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6)

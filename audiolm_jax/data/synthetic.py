@@ -19,6 +19,8 @@ _SPLIT_STREAM = {"train": 0, "eval": 1}
 class MarkovSource:
     """An endless, resumable iterator of LM batches from a sparse random Markov chain.
 
+    `batch(i)` is the global batch; iterating yields this process's rows of it.
+
     Yields {inputs, targets, weights} [batch, seq_len]: inputs are targets shifted right behind
     `bos_id`; content ids are `token_offset + [0, vocab)`. The first `lag` targets of each row
     are uniform draws with nothing to predict them from, so they carry weight 0.
@@ -27,6 +29,7 @@ class MarkovSource:
     def __init__(
         self, *, vocab: int, batch_size: int, seq_len: int, successors: int = 4, lag: int = 1,
         seed: int = 0, split: str = "train", token_offset: int = 0, bos_id: int = 0,
+        process_index: int = 0, process_count: int = 1,
     ):
         if split not in _SPLIT_STREAM:
             raise ValueError(f"split must be one of {list(_SPLIT_STREAM)}, got {split!r}")
@@ -37,6 +40,12 @@ class MarkovSource:
         self.vocab, self.batch_size, self.seq_len = vocab, batch_size, seq_len
         self.successors, self.lag, self.seed, self.split = successors, lag, seed, split
         self.token_offset, self.bos_id = token_offset, bos_id
+        if batch_size % process_count:
+            raise ValueError(f"batch_size {batch_size} is not divisible by {process_count} processes")
+        # Each process yields its own rows of the global batch (the global batch is the same
+        # whatever the process count, so multi-host runs match single-host ones).
+        rows = batch_size // process_count
+        self._rows = slice(process_index * rows, (process_index + 1) * rows)
         chain = np.random.default_rng([seed, 12345])
         # Row i: `successors` distinct next tokens of token i (one chain for train and eval).
         self.table = np.argsort(chain.random((vocab, vocab)), axis=1)[:, :successors]
@@ -66,7 +75,7 @@ class MarkovSource:
         return self
 
     def __next__(self) -> dict[str, np.ndarray]:
-        out = self.batch(self.index)
+        out = {k: v[self._rows] for k, v in self.batch(self.index).items()}
         self.index += 1
         return out
 

@@ -67,6 +67,16 @@ class EventWriter:
         self._f.close()
 
 
+class NullWriter:
+    """What processes other than the first write: nothing."""
+
+    def scalars(self, step: int, values: dict[str, float]) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
 def read_scalars(path: str) -> list[tuple[int, str, float]]:
     """Reads back (step, tag, value) from one event file; used by tests and reports."""
     out = []

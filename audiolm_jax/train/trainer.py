@@ -32,7 +32,7 @@ from audiolm_jax.train import sharding
 from audiolm_jax.train.checkpoint import Checkpointer
 from audiolm_jax.train.interface import Batch, DataSource, Model
 from audiolm_jax.train.optim import make_optimizer
-from audiolm_jax.train.summary import EventWriter, format_duration, progress_bar
+from audiolm_jax.train.summary import EventWriter, NullWriter, format_duration, progress_bar
 
 log = logging.getLogger("audiolm_jax")
 
@@ -320,8 +320,11 @@ def train(
     )
     eval_jit = jax.jit(make_eval_step(model), in_shardings=(state_sh, batch_sh))
     eval_fn = lambda st, b: eval_jit(st, sharding.global_batch(b, batch_sh))
-    writer = EventWriter(os.path.join(workdir, "tensorboard"))
-    hash_file = os.path.join(workdir, "batch_hashes.txt") if tcfg.get("log_batch_hashes") else None
+    primary = jax.process_index() == 0
+    writer = EventWriter(os.path.join(workdir, "tensorboard")) if primary else NullWriter()
+    suffix = "" if primary else f".process{jax.process_index()}"
+    hash_file = (os.path.join(workdir, f"batch_hashes{suffix}.txt")
+                 if tcfg.get("log_batch_hashes") else None)
     meta = {"config": config.to_dict() if hasattr(config, "to_dict") else dict(config)}
     meta = jax.tree.map(lambda x: x if isinstance(x, (int, float, str, bool, type(None))) else str(x), meta)
 
