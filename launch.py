@@ -1,4 +1,4 @@
-"""The one launcher: `python launch.py --config=NAME [--config.a.b=v ...] [--workdir=DIR] [--mode=M]`.
+"""The one launcher: `python launch.py --config=NAME [--config.a.b=v ...] [--workdir=DIR]`.
 
     python launch.py --config=quickstart                       # every part tiny, on a CPU
     python launch.py --config=semantic_tiny --workdir=runs/s   # train one stage
@@ -22,13 +22,21 @@ from audiolm_jax.workflows import MODES
 
 flags.DEFINE_string("config", None, "config name in configs/ or path to a config .py file")
 flags.DEFINE_string("workdir", None, "checkpoints, logs and outputs (default runs/<config>)")
-flags.DEFINE_string("mode", None, f"workflow: {', '.join(MODES)} (default: the config's "
-                    "`workflow` field, else train)")
+flags.DEFINE_string(
+    "mode",
+    None,
+    f"workflow: {', '.join(MODES)} (default: the config's `workflow` field, else train)",
+)
 flags.DEFINE_bool("list_configs", False, "print the known config names and exit")
-flags.DEFINE_bool("dry_run", False, "print per-device memory and FLOPs of the train step; no training")
+flags.DEFINE_bool(
+    "dry_run", False, "print per-device memory and FLOPs of the train step; no training"
+)
 flags.DEFINE_integer("devices", None, "--dry_run: plan for this many devices (abstract mesh)")
-flags.DEFINE_string("target", None, "--dry_run: compile for this TPU topology, e.g. v5e:4x4 "
-                    '(needs pip install -e ".[tpu_aot]")')
+flags.DEFINE_string(
+    "target",
+    None,
+    '--dry_run: compile for this TPU topology, e.g. v5e:4x4 (needs pip install -e ".[tpu_aot]")',
+)
 FLAGS = flags.FLAGS
 
 _OVERRIDES: list[tuple[str, str]] = []
@@ -84,8 +92,10 @@ def main(argv: list[str]) -> int:
     workdir = FLAGS.workdir or os.path.join("runs", config.name)
     _setup_logging(workdir)
     logging.getLogger("audiolm_jax").info(
-        "launch.py --config=%s --mode=%s --workdir=%s%s", FLAGS.config,
-        "dry_run" if FLAGS.dry_run else mode, workdir,
+        "launch.py --config=%s --mode=%s --workdir=%s%s",
+        FLAGS.config,
+        "dry_run" if FLAGS.dry_run else mode,
+        workdir,
         "".join(f" --config.{k}={v}" for k, v in _OVERRIDES),
     )
     from audiolm_jax.train.distributed import describe

@@ -79,7 +79,8 @@ def apply_override(config: ml_collections.ConfigDict, dotted: str, text: str) ->
         if part not in keys:
             where = "config" + "".join(f".{p}" for p in parts[:i])
             raise KeyError(
-                f"--config.{dotted}: {where} has no field {part!r}; it has: {', '.join(sorted(keys))}"
+                f"--config.{dotted}: {where} has no field {part!r}; "
+                f"it has: {', '.join(sorted(keys))}"
             )
         if i == len(parts) - 1:
             current = node[part]
@@ -100,7 +101,7 @@ def split_overrides(argv: list[str]) -> tuple[list[str], list[tuple[str, str]]]:
     while i < len(argv):
         arg = argv[i]
         if arg.startswith("--config."):
-            body = arg[len("--config."):]
+            body = arg[len("--config.") :]
             if "=" in body:
                 key, value = body.split("=", 1)
             else:

@@ -5,7 +5,8 @@ Later issues register the codec GAN, w2v-BERT and the audio-token stages here.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from audiolm_jax.train.interface import DataSource, Model
 
@@ -24,9 +25,18 @@ def _lm_sources(config: Any) -> tuple[DataSource, DataSource]:
             f"config.data emits ids up to {top - 1} (token_offset {d.token_offset} + vocab "
             f"{d.vocab}) but config.lm.vocab_size is {config.lm.vocab_size}"
         )
-    kw = dict(vocab=d.vocab, batch_size=d.batch_size, seq_len=d.seq_len, successors=d.successors,
-              lag=d.lag, seed=config.seed, token_offset=d.token_offset, bos_id=d.bos_id,
-              process_index=jax.process_index(), process_count=jax.process_count())
+    kw = dict(
+        vocab=d.vocab,
+        batch_size=d.batch_size,
+        seq_len=d.seq_len,
+        successors=d.successors,
+        lag=d.lag,
+        seed=config.seed,
+        token_offset=d.token_offset,
+        bos_id=d.bos_id,
+        process_index=jax.process_index(),
+        process_count=jax.process_count(),
+    )
     return MarkovSource(split="train", **kw), MarkovSource(split="eval", **kw)
 
 

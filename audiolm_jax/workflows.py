@@ -18,9 +18,13 @@ def run_train(config: Any, workdir: str) -> dict:
     model, train_source, eval_source = tasks.build(config)
     result = train(config, workdir, model, train_source, eval_source)
     summary = {
-        "config": config.name, "workdir": os.path.abspath(workdir), "step": result.step,
-        "stopped": result.stopped, "resumed_from": result.resumed_from,
-        "train": result.metrics, "eval": result.eval_metrics,
+        "config": config.name,
+        "workdir": os.path.abspath(workdir),
+        "step": result.step,
+        "stopped": result.stopped,
+        "resumed_from": result.resumed_from,
+        "train": result.metrics,
+        "eval": result.eval_metrics,
     }
     if _primary():
         with open(os.path.join(workdir, "summary.json"), "w") as f:
@@ -40,8 +44,8 @@ def run_quickstart(config: Any, workdir: str) -> dict:
     Now: the semantic-stage LM on a synthetic Markov source, compared with the source's true
     entropy and its unigram entropy (what a model that learned nothing would score).
     """
-    from audiolm_jax.data.synthetic import unigram_entropy
     from audiolm_jax import tasks
+    from audiolm_jax.data.synthetic import unigram_entropy
 
     stage_dir = os.path.join(workdir, "semantic")
     summary = run_train(config, stage_dir)
@@ -50,21 +54,29 @@ def run_quickstart(config: Any, workdir: str) -> dict:
     loss = summary["eval"].get("loss", float("nan"))
     closed = (start - loss) / (start - floor)
     summary["quickstart"] = {
-        "semantic_eval_loss_nats": loss, "true_entropy_nats": floor,
-        "unigram_entropy_nats": start, "gap_closed": closed,
+        "semantic_eval_loss_nats": loss,
+        "true_entropy_nats": floor,
+        "unigram_entropy_nats": start,
+        "gap_closed": closed,
     }
     log.info(
         "Quickstart done. Semantic stage: held-out loss %.3f nats vs. true entropy %.3f and "
         "unigram %.3f: %.0f%% of the gap closed. Checkpoints, TensorBoard events and "
-        "summary.json are in %s.", loss, floor, start, 100 * closed, os.path.abspath(stage_dir),
+        "summary.json are in %s.",
+        loss,
+        floor,
+        start,
+        100 * closed,
+        os.path.abspath(stage_dir),
     )
     with open(os.path.join(workdir, "quickstart.json"), "w") as f:
         json.dump(summary, f, indent=2)
     return summary
 
 
-def run_dry_run(config: Any, workdir: str, *, devices: int | None = None,
-                target: str | None = None) -> dict:
+def run_dry_run(
+    config: Any, workdir: str, *, devices: int | None = None, target: str | None = None
+) -> dict:
     """Per-device memory and FLOPs of `config`'s train step, without training (dry_run.py)."""
     from audiolm_jax import tasks
     from audiolm_jax.train.dry_run import dry_run

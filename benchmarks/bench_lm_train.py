@@ -71,9 +71,24 @@ def main() -> None:
         from benchmarks.peer_env import run_peer
 
         peer = run_peer(
-            "peer_audiolm_pytorch.py", "train", "--depth", "6", "--dim", "512", "--heads", "8",
-            "--vocab", "1024", "--batch", str(BATCH), "--seq", str(SEQ),
-            "--steps", str(args.peer_steps), "--warmup", "1",
+            "peer_audiolm_pytorch.py",
+            "train",
+            "--depth",
+            "6",
+            "--dim",
+            "512",
+            "--heads",
+            "8",
+            "--vocab",
+            "1024",
+            "--batch",
+            str(BATCH),
+            "--seq",
+            str(SEQ),
+            "--steps",
+            str(args.peer_steps),
+            "--warmup",
+            "1",
         )
 
     run, flops, n_params, lm = jax_step(overrides)
@@ -87,16 +102,25 @@ def main() -> None:
     tokens = BATCH * SEQ
     row = {
         "what": "LM train step, 6 x 512, batch 8 x 256",
-        "jax_params": n_params, "jax_step_s": step_s, "jax_tokens_per_s": tokens / step_s,
-        "model_gflops_per_s": flops / step_s / 1e9, "matmul_peak_gflops_per_s": peak_flops / peak_s / 1e9,
+        "jax_params": n_params,
+        "jax_step_s": step_s,
+        "jax_tokens_per_s": tokens / step_s,
+        "model_gflops_per_s": flops / step_s / 1e9,
+        "matmul_peak_gflops_per_s": peak_flops / peak_s / 1e9,
         "fraction_of_peak": (flops / step_s) / (peak_flops / peak_s),
-        "jax_step_s_rounds": step_times, "lm": {k: v for k, v in lm.items() if k in (
-            "scan_layers", "remat", "dtype", "position", "attention_impl")},
+        "jax_step_s_rounds": step_times,
+        "lm": {
+            k: v
+            for k, v in lm.items()
+            if k in ("scan_layers", "remat", "dtype", "position", "attention_impl")
+        },
     }
     if peer is not None:
         row.update(
-            peer_params=peer["params"], peer_step_s=peer["median_step_s"],
-            peer_tokens_per_s=peer["tokens_per_s"], peer_torch=peer.get("torch"),
+            peer_params=peer["params"],
+            peer_step_s=peer["median_step_s"],
+            peer_tokens_per_s=peer["tokens_per_s"],
+            peer_torch=peer.get("torch"),
             peer_notes=peer.get("notes"),
             speedup_vs_peer=(tokens / step_s) / peer["tokens_per_s"],
         )
@@ -105,8 +129,12 @@ def main() -> None:
         f"\njax: {tokens / step_s:,.0f} tok/s ({step_s:.3f} s/step), "
         f"{row['model_gflops_per_s']:.1f} model GFLOP/s = {100 * row['fraction_of_peak']:.0f}% of "
         f"the {row['matmul_peak_gflops_per_s']:.1f} GFLOP/s matmul peak"
-        + ("" if args.no_peer else
-           f"; audiolm-pytorch: {row['peer_tokens_per_s']:,.0f} tok/s -> {row['speedup_vs_peer']:.2f}x")
+        + (
+            ""
+            if args.no_peer
+            else f"; audiolm-pytorch: {row['peer_tokens_per_s']:,.0f} tok/s -> "
+            f"{row['speedup_vs_peer']:.2f}x"
+        )
     )
 
 

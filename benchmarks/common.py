@@ -12,12 +12,14 @@ import json
 import os
 import platform
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
 
-def median_time(fn: Callable[[], object], repeats: int, warmup: int = 1) -> tuple[float, list[float]]:
+def median_time(
+    fn: Callable[[], object], repeats: int, warmup: int = 1
+) -> tuple[float, list[float]]:
     """Median wall seconds of `fn()` (which must block until its work is done)."""
     for _ in range(warmup):
         fn()
@@ -44,13 +46,20 @@ def machine() -> str:
     """`2 cores x86_64, Linux 6.x, jax 0.10.2 cpu`."""
     import jax
 
-    return (f"{os.cpu_count()} cores {platform.machine()}, {platform.system()} "
-            f"{platform.release().split('-')[0]}, jax {jax.__version__} {jax.default_backend()}")
+    return (
+        f"{os.cpu_count()} cores {platform.machine()}, {platform.system()} "
+        f"{platform.release().split('-')[0]}, jax {jax.__version__} {jax.default_backend()}"
+    )
 
 
 def report(name: str, row: dict) -> None:
     """Prints the row as JSON and appends it to benchmarks/results.jsonl."""
-    row = {"benchmark": name, "date": datetime.date.today().isoformat(), "machine": machine(), **row}
+    row = {
+        "benchmark": name,
+        "date": datetime.date.today().isoformat(),
+        "machine": machine(),
+        **row,
+    }
     line = json.dumps(row)
     print(line)
     out = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results.jsonl")

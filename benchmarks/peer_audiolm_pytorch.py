@@ -24,6 +24,7 @@ What is stubbed, and why (every run lists these in its ``notes``):
   function returning 768, the d_model of the default ``google/t5-v1_1-base``, so the (unused)
   text projection layer has the same shape as with the real lookup.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -154,8 +155,9 @@ def _config(args) -> dict:
 def cmd_check(args) -> dict:
     torch = _setup_torch(args.threads)
     alm = import_audiolm_pytorch()
-    import audiolm_pytorch
     from importlib.metadata import version
+
+    import audiolm_pytorch
 
     return {
         "ok": True,

@@ -23,6 +23,7 @@ Usage::
     res = run_peer("peer_audiolm_pytorch.py", "train", "--steps", "10", "--warmup", "2")
     print(res["median_step_s"], res["tokens_per_s"])
 """
+
 from __future__ import annotations
 
 import fcntl

@@ -13,7 +13,6 @@ jax.config.update("jax_compilation_cache_dir", str(CACHE))
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
 
 
-
 @pytest.fixture
 def tiny_lm_config():
     """semantic_tiny shrunk to seconds: 1 layer, d 64, vocab 64."""
@@ -22,8 +21,9 @@ def tiny_lm_config():
     c = load_config("semantic_tiny")
     c.lm.update(num_layers=1, num_heads=2, d_model=64, d_ff=128, vocab_size=128)
     c.data.update(vocab=64, batch_size=4, seq_len=32)
-    c.train.update(steps=8, log_every=2, eval_every=4, eval_batches=1, checkpoint_every=4,
-                   keep_checkpoints=3)
+    c.train.update(
+        steps=8, log_every=2, eval_every=4, eval_batches=1, checkpoint_every=4, keep_checkpoints=3
+    )
     c.optimizer.update(warmup_steps=2)
     return c
 
@@ -36,5 +36,7 @@ def restore_state(path):
     ckptr = ocp.StandardCheckpointer()
     meta = ckptr.metadata(str(path)).item_metadata
     device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
-    target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device), meta.tree)
+    target = jax.tree.map(
+        lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device), meta.tree
+    )
     return ckptr.restore(str(path), target)

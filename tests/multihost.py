@@ -17,18 +17,35 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def run_job(cmd: list[str], *, num_processes: int = 2, devices_per_process: int = 1,
-            cwd: str | None = None, env: dict | None = None, timeout: float = 600):
+def run_job(
+    cmd: list[str],
+    *,
+    num_processes: int = 2,
+    devices_per_process: int = 1,
+    cwd: str | None = None,
+    env: dict | None = None,
+    timeout: float = 600,
+):
     """Starts `cmd` once per process with JAX_COORDINATOR_ADDRESS/NUM_PROCESSES/PROCESS_ID set;
     returns each process's CompletedProcess-like (returncode, stdout, stderr)."""
     port = free_port()
-    base = {**os.environ, **(env or {}), "JAX_PLATFORMS": "cpu",
-            "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices_per_process}",
-            "JAX_COORDINATOR_ADDRESS": f"127.0.0.1:{port}",
-            "JAX_NUM_PROCESSES": str(num_processes)}
+    base = {
+        **os.environ,
+        **(env or {}),
+        "JAX_PLATFORMS": "cpu",
+        "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices_per_process}",
+        "JAX_COORDINATOR_ADDRESS": f"127.0.0.1:{port}",
+        "JAX_NUM_PROCESSES": str(num_processes),
+    }
     procs = [
-        subprocess.Popen(cmd, cwd=cwd, env={**base, "JAX_PROCESS_ID": str(i)},
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            cmd,
+            cwd=cwd,
+            env={**base, "JAX_PROCESS_ID": str(i)},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         for i in range(num_processes)
     ]
     outs = []

@@ -18,8 +18,14 @@ def config():
     c = load_config("semantic_tiny")
     c.lm.update(num_layers=2, num_heads=4, d_model=64, d_ff=128, vocab_size=128, dropout=0.1)
     c.data.update(vocab=64, batch_size=8, seq_len=32)
-    c.train.update(steps=4, log_every=2, eval_every=4, eval_batches=1, checkpoint_every=4,
-                   async_checkpoints=False)
+    c.train.update(
+        steps=4,
+        log_every=2,
+        eval_every=4,
+        eval_batches=1,
+        checkpoint_every=4,
+        async_checkpoints=False,
+    )
     c.optimizer.update(warmup_steps=1)
     return c
 
@@ -42,13 +48,24 @@ def main():
     shard = lambda x: list(x.addressable_shards[0].data.shape)
     mu = many.state.opt_state["model"][1][0].mu["layers"]["wi"]["kernel"]
     out = {
-        "loss_one": one.metrics["loss"], "loss_many": many.metrics["loss"],
-        "eval_one": one.eval_metrics["loss"], "eval_many": many.eval_metrics["loss"],
+        "loss_one": one.metrics["loss"],
+        "loss_many": many.metrics["loss"],
+        "eval_one": one.eval_metrics["loss"],
+        "eval_many": many.eval_metrics["loss"],
         "max_param_diff": max(diffs),
         "shards": {
-            "wi": [list(params["layers"]["wi"]["kernel"].shape), shard(params["layers"]["wi"]["kernel"])],
-            "query": [list(params["layers"]["query"]["kernel"].shape), shard(params["layers"]["query"]["kernel"])],
-            "embed": [list(params["embed"]["embedding"].shape), shard(params["embed"]["embedding"])],
+            "wi": [
+                list(params["layers"]["wi"]["kernel"].shape),
+                shard(params["layers"]["wi"]["kernel"]),
+            ],
+            "query": [
+                list(params["layers"]["query"]["kernel"].shape),
+                shard(params["layers"]["query"]["kernel"]),
+            ],
+            "embed": [
+                list(params["embed"]["embedding"].shape),
+                shard(params["embed"]["embedding"]),
+            ],
             "logits": [list(params["logits"]["kernel"].shape), shard(params["logits"]["kernel"])],
             "wi_adam_mu": [list(mu.shape), shard(mu)],
         },

@@ -9,7 +9,8 @@ from conftest import REPO
 def test_no_tensorflow_on_the_training_path():
     code = (
         "import sys, audiolm_jax, audiolm_jax.layouts, audiolm_jax.train.trainer, "
-        "audiolm_jax.lm.model, audiolm_jax.workflows, audiolm_jax.tasks, audiolm_jax.data.synthetic;"
+        "audiolm_jax.lm.model, audiolm_jax.workflows, audiolm_jax.tasks, "
+        "audiolm_jax.data.synthetic;"
         "bad = [m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'seqio', "
         "'tensorflow_datasets')]; assert not bad, bad"
     )

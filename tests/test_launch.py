@@ -5,16 +5,20 @@ import subprocess
 import sys
 
 import pytest
+from conftest import REPO
 
 from audiolm_jax import config as config_lib
-from conftest import REPO
 
 
 def _launch(*args, timeout=300):
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     return subprocess.run(
-        [sys.executable, str(REPO / "launch.py"), *args], capture_output=True, text=True,
-        timeout=timeout, cwd=REPO, env=env,
+        [sys.executable, str(REPO / "launch.py"), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=REPO,
+        env=env,
     )
 
 
@@ -35,18 +39,29 @@ def test_mistyped_field_lists_fields():
 
 def test_overrides_are_typed():
     c = config_lib.load_config("semantic_tiny")
-    for key, value in [("train.steps", "12"), ("optimizer.lr", "1e-2"), ("lm.scan_layers", "false"),
-                       ("lm.dtype", "bfloat16"), ("lm.head_dim", "32")]:
+    for key, value in [
+        ("train.steps", "12"),
+        ("optimizer.lr", "1e-2"),
+        ("lm.scan_layers", "false"),
+        ("lm.dtype", "bfloat16"),
+        ("lm.head_dim", "32"),
+    ]:
         config_lib.apply_override(c, key, value)
     assert (c.train.steps, c.optimizer.lr, c.lm.scan_layers, c.lm.dtype, c.lm.head_dim) == (
-        12, 0.01, False, "bfloat16", 32)
+        12,
+        0.01,
+        False,
+        "bfloat16",
+        32,
+    )
     with pytest.raises(ValueError, match="--config.train.steps=abc"):
         config_lib.apply_override(c, "train.steps", "abc")
 
 
 def test_config_by_path_and_overrides_on_command_line(tmp_path):
     rest, overrides = config_lib.split_overrides(
-        ["launch.py", "--config=x", "--config.a.b=1", "--config.c", "2", "--workdir=w"])
+        ["launch.py", "--config=x", "--config.a.b=1", "--config.c", "2", "--workdir=w"]
+    )
     assert rest == ["launch.py", "--config=x", "--workdir=w"]
     assert overrides == [("a.b", "1"), ("c", "2")]
     path = REPO / "configs" / "semantic_tiny.py"
@@ -55,9 +70,15 @@ def test_config_by_path_and_overrides_on_command_line(tmp_path):
 
 def test_launch_trains_and_writes_workdir(tmp_path):
     out = _launch(
-        "--config=semantic_tiny", f"--workdir={tmp_path}", "--config.train.steps=4",
-        "--config.train.log_every=2", "--config.lm.num_layers=1", "--config.lm.d_model=64",
-        "--config.lm.d_ff=128", "--config.data.batch_size=2", "--config.data.seq_len=32",
+        "--config=semantic_tiny",
+        f"--workdir={tmp_path}",
+        "--config.train.steps=4",
+        "--config.train.log_every=2",
+        "--config.lm.num_layers=1",
+        "--config.lm.d_model=64",
+        "--config.lm.d_ff=128",
+        "--config.data.batch_size=2",
+        "--config.data.seq_len=32",
         "--config.train.eval_batches=1",
     )
     assert out.returncode == 0, out.stderr[-3000:]
@@ -65,12 +86,19 @@ def test_launch_trains_and_writes_workdir(tmp_path):
     assert "step 4/4" in log and "tok/s" in log and "ms/step" in log and "grad_norm" in log
     assert (tmp_path / "checkpoints" / "4").is_dir()
     assert (tmp_path / "summary.json").is_file()
-    assert any(p.name.startswith("events.out.tfevents") for p in (tmp_path / "tensorboard").iterdir())
+    assert any(
+        p.name.startswith("events.out.tfevents") for p in (tmp_path / "tensorboard").iterdir()
+    )
     # Running again resumes from the finished checkpoint and says so.
     out = _launch(
-        "--config=semantic_tiny", f"--workdir={tmp_path}", "--config.train.steps=4",
-        "--config.lm.num_layers=1", "--config.lm.d_model=64", "--config.lm.d_ff=128",
-        "--config.data.batch_size=2", "--config.data.seq_len=32",
+        "--config=semantic_tiny",
+        f"--workdir={tmp_path}",
+        "--config.train.steps=4",
+        "--config.lm.num_layers=1",
+        "--config.lm.d_model=64",
+        "--config.lm.d_ff=128",
+        "--config.data.batch_size=2",
+        "--config.data.seq_len=32",
     )
     assert out.returncode == 0
     assert "Resuming from checkpoint" in (tmp_path / "log.txt").read_text()

@@ -18,8 +18,14 @@ def _gap_closed(config, workdir):
 
 
 def _quick(config, steps):
-    config.train.update(steps=steps, eval_every=steps, eval_batches=4, checkpoint_every=steps,
-                        log_every=25, async_checkpoints=False)
+    config.train.update(
+        steps=steps,
+        eval_every=steps,
+        eval_batches=4,
+        checkpoint_every=steps,
+        log_every=25,
+        async_checkpoints=False,
+    )
     return config
 
 

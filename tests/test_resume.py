@@ -11,23 +11,35 @@ import time
 import jax
 import numpy as np
 import pytest
+from conftest import REPO, restore_state
 
 from audiolm_jax import tasks
 from audiolm_jax.train.checkpoint import ShapeMismatchError
 from audiolm_jax.train.trainer import train
-from conftest import REPO, restore_state
 
 TINY = [
-    "--config=semantic_tiny", "--config.lm.num_layers=1", "--config.lm.d_model=64",
-    "--config.lm.d_ff=128", "--config.lm.dropout=0.1", "--config.data.batch_size=4",
-    "--config.data.seq_len=32", "--config.train.log_every=1", "--config.train.eval_every=0",
-    "--config.train.checkpoint_every=1000", "--config.train.log_batch_hashes=true",
+    "--config=semantic_tiny",
+    "--config.lm.num_layers=1",
+    "--config.lm.d_model=64",
+    "--config.lm.d_ff=128",
+    "--config.lm.dropout=0.1",
+    "--config.data.batch_size=4",
+    "--config.data.seq_len=32",
+    "--config.train.log_every=1",
+    "--config.train.eval_every=0",
+    "--config.train.checkpoint_every=1000",
+    "--config.train.log_batch_hashes=true",
 ]
 
 
 def _cmd(workdir, steps):
-    return [sys.executable, str(REPO / "launch.py"), *TINY, f"--workdir={workdir}",
-            f"--config.train.steps={steps}"]
+    return [
+        sys.executable,
+        str(REPO / "launch.py"),
+        *TINY,
+        f"--workdir={workdir}",
+        f"--config.train.steps={steps}",
+    ]
 
 
 def _env():
@@ -43,8 +55,9 @@ def test_sigterm_then_resume_equals_straight_run(tmp_path):
     straight, broken = tmp_path / "straight", tmp_path / "broken"
     subprocess.run(_cmd(straight, n), check=True, cwd=REPO, env=_env(), capture_output=True)
 
-    proc = subprocess.Popen(_cmd(broken, n), cwd=REPO, env=_env(), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        _cmd(broken, n), cwd=REPO, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     hashes = broken / "batch_hashes.txt"
     deadline = time.time() + 240
     while time.time() < deadline:
@@ -58,8 +71,10 @@ def test_sigterm_then_resume_equals_straight_run(tmp_path):
     assert "after SIGTERM" in (broken / "log.txt").read_text()
 
     subprocess.run(_cmd(broken, n), check=True, cwd=REPO, env=_env(), capture_output=True)
-    assert f"Resuming from checkpoint {broken}/checkpoints/{saved[0]}" in (
-        broken / "log.txt").read_text()
+    assert (
+        f"Resuming from checkpoint {broken}/checkpoints/{saved[0]}"
+        in (broken / "log.txt").read_text()
+    )
     # The same batches, in the same order, each seen once.
     assert hashes.read_text() == (straight / "batch_hashes.txt").read_text()
     a, b = _final_state(straight, n), _final_state(broken, n)

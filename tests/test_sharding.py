@@ -7,9 +7,9 @@ import subprocess
 import sys
 
 import pytest
+from conftest import REPO, restore_state
 
 from audiolm_jax.train import sharding
-from conftest import REPO, restore_state
 
 
 def test_mesh_shape_fills_minus_one_and_names_errors():
@@ -21,13 +21,22 @@ def test_mesh_shape_fills_minus_one_and_names_errors():
 
 
 def test_eight_devices_equal_one_device():
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=8",
-           "PYTHONPATH": f"{REPO}:{REPO / 'tests'}"}
-    out = subprocess.run([sys.executable, str(REPO / "tests" / "sharded_check.py")], env=env,
-                         capture_output=True, text=True, timeout=600, cwd=REPO)
+    env = {
+        **os.environ,
+        "XLA_FLAGS": "--xla_force_host_platform_device_count=8",
+        "PYTHONPATH": f"{REPO}:{REPO / 'tests'}",
+    }
+    out = subprocess.run(
+        [sys.executable, str(REPO / "tests" / "sharded_check.py")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=REPO,
+    )
     assert out.returncode == 0, out.stderr[-4000:]
-    line = next(l for l in out.stdout.splitlines() if l.startswith("RESULT "))
-    r = json.loads(line[len("RESULT "):])
+    line = next(x for x in out.stdout.splitlines() if x.startswith("RESULT "))
+    r = json.loads(line[len("RESULT ") :])
     assert r["loss_one"] == pytest.approx(r["loss_many"], rel=1e-5)
     assert r["eval_one"] == pytest.approx(r["eval_many"], rel=1e-5)
     assert r["max_param_diff"] < 1e-5
@@ -45,8 +54,14 @@ def test_eight_devices_equal_one_device():
 
 def _dry_run(*args):
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    out = subprocess.run([sys.executable, str(REPO / "launch.py"), "--dry_run", *args],
-                         capture_output=True, text=True, timeout=900, cwd=REPO, env=env)
+    out = subprocess.run(
+        [sys.executable, str(REPO / "launch.py"), "--dry_run", *args],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        cwd=REPO,
+        env=env,
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     return out
 
@@ -58,8 +73,12 @@ def test_dry_run_semantic_tpu_bytes_shrink_with_fsdp(tmp_path):
     expected = count_params(TransformerConfig.from_config(load_config("semantic_tpu").lm))
     reports = {}
     for fsdp in (1, 4, 16):
-        _dry_run("--config=semantic_tpu", f"--workdir={tmp_path / str(fsdp)}", "--devices=16",
-                 f"--config.mesh.fsdp={fsdp}")
+        _dry_run(
+            "--config=semantic_tpu",
+            f"--workdir={tmp_path / str(fsdp)}",
+            "--devices=16",
+            f"--config.mesh.fsdp={fsdp}",
+        )
         reports[fsdp] = json.loads((tmp_path / str(fsdp) / "dry_run.json").read_text())
     for r in reports.values():
         assert r["parameters"] == expected
@@ -82,10 +101,16 @@ def test_dry_run_tpu_target_compiles_ahead_of_time(tmp_path):
     try:
         import libtpu  # noqa: F401
     except ImportError:
-        pytest.skip('libtpu is not installed (pip install -e ".[tpu_aot]"); the TPU compile '
-                    "needs its compiler")
-    _dry_run("--config=semantic_tpu", f"--workdir={tmp_path}", "--target=v5e:4x4",
-             "--config.mesh.fsdp=16")
+        pytest.skip(
+            'libtpu is not installed (pip install -e ".[tpu_aot]"); the TPU compile '
+            "needs its compiler"
+        )
+    _dry_run(
+        "--config=semantic_tpu",
+        f"--workdir={tmp_path}",
+        "--target=v5e:4x4",
+        "--config.mesh.fsdp=16",
+    )
     r = json.loads((tmp_path / "dry_run.json").read_text())
     assert r["compiled"]["peak_estimate"] > 0 and "fits" in r
 
@@ -94,23 +119,36 @@ def test_two_process_job_equals_one_process(tmp_path):
     """2 processes x 1 CPU device (gloo) == 1 process x 2 devices: same loss and parameters."""
     import jax
     import numpy as np
-
     from multihost import run_job
 
     args = [
-        sys.executable, str(REPO / "launch.py"), "--config=semantic_tiny",
-        "--config.lm.num_layers=1", "--config.lm.d_model=64", "--config.lm.d_ff=128",
-        "--config.data.batch_size=4", "--config.data.seq_len=32", "--config.train.steps=4",
-        "--config.train.log_every=2", "--config.train.eval_every=4",
-        "--config.train.eval_batches=1", "--config.train.checkpoint_every=4",
+        sys.executable,
+        str(REPO / "launch.py"),
+        "--config=semantic_tiny",
+        "--config.lm.num_layers=1",
+        "--config.lm.d_model=64",
+        "--config.lm.d_ff=128",
+        "--config.data.batch_size=4",
+        "--config.data.seq_len=32",
+        "--config.train.steps=4",
+        "--config.train.log_every=2",
+        "--config.train.eval_every=4",
+        "--config.train.eval_batches=1",
+        "--config.train.checkpoint_every=4",
     ]
     env = {"PYTHONPATH": str(REPO)}
-    one = subprocess.run([*args, f"--workdir={tmp_path / 'one'}"], cwd=REPO, timeout=600,
-                         env={**os.environ, **env, "XLA_FLAGS":
-                              "--xla_force_host_platform_device_count=2"}, capture_output=True,
-                         text=True)
+    one = subprocess.run(
+        [*args, f"--workdir={tmp_path / 'one'}"],
+        cwd=REPO,
+        timeout=600,
+        env={**os.environ, **env, "XLA_FLAGS": "--xla_force_host_platform_device_count=2"},
+        capture_output=True,
+        text=True,
+    )
     assert one.returncode == 0, one.stderr[-3000:]
-    outs = run_job([*args, f"--workdir={tmp_path / 'two'}"], num_processes=2, cwd=str(REPO), env=env)
+    outs = run_job(
+        [*args, f"--workdir={tmp_path / 'two'}"], num_processes=2, cwd=str(REPO), env=env
+    )
     for o in outs:
         assert o.returncode == 0, o.stderr[-3000:]
     assert "Process 0 of 2" in (tmp_path / "two" / "log.txt").read_text()

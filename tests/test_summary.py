@@ -1,6 +1,5 @@
 """TensorBoard events written without TensorFlow are valid TFRecords that read back."""
 
-
 from audiolm_jax.train.summary import EventWriter, crc32c, progress_bar, read_scalars
 
 

@@ -6,20 +6,40 @@ import jax
 import ml_collections
 import numpy as np
 import pytest
-
-from audiolm_jax.train.trainer import NonFiniteError, make_train_step, make_optimizers, train
 from toy_models import EMACentering, GaussianSource, ToyGAN
+
+from audiolm_jax.train.trainer import NonFiniteError, make_optimizers, make_train_step, train
 
 
 def _config(steps, lr=0.05, **train):
     c = ml_collections.ConfigDict()
     c.name, c.seed = "toy", 0
     c.optimizer = ml_collections.ConfigDict(
-        dict(lr=lr, warmup_steps=5, decay_steps=0, end_lr_ratio=1.0, b1=0.5, b2=0.9, eps=1e-8,
-             weight_decay=0.0, clip_norm=1.0))
+        dict(
+            lr=lr,
+            warmup_steps=5,
+            decay_steps=0,
+            end_lr_ratio=1.0,
+            b1=0.5,
+            b2=0.9,
+            eps=1e-8,
+            weight_decay=0.0,
+            clip_norm=1.0,
+        )
+    )
     c.train = ml_collections.ConfigDict(
-        dict(steps=steps, log_every=50, eval_every=0, eval_batches=1, checkpoint_every=100,
-             keep_checkpoints=2, async_checkpoints=False, grad_accum=1, log_batch_hashes=False))
+        dict(
+            steps=steps,
+            log_every=50,
+            eval_every=0,
+            eval_batches=1,
+            checkpoint_every=100,
+            keep_checkpoints=2,
+            async_checkpoints=False,
+            grad_accum=1,
+            log_batch_hashes=False,
+        )
+    )
     c.train.update(train)
     return c
 

@@ -8,7 +8,11 @@ import pytest
 
 from audiolm_jax.config import load_config
 from audiolm_jax.lm.transformer import (
-    NEG_INF, Transformer, TransformerConfig, count_params, pad_vocab,
+    NEG_INF,
+    Transformer,
+    TransformerConfig,
+    count_params,
+    pad_vocab,
 )
 
 

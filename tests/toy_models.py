@@ -12,7 +12,12 @@ class GaussianSource:
 
     def __init__(self, mean=3.0, batch_size=64, seed=0, nan_at=None):
         self.mean, self.batch_size, self.seed, self.index, self.nan_at = (
-            mean, batch_size, seed, 0, nan_at)
+            mean,
+            batch_size,
+            seed,
+            0,
+            nan_at,
+        )
 
     def __iter__(self):
         return self
@@ -43,8 +48,12 @@ class ToyGAN(Model):
     def init(self, rng, batch):
         k1, k2 = jax.random.split(rng)
         gen = {"a": jnp.ones(()), "b": jnp.zeros(())}
-        disc = {"w1": 0.5 * jax.random.normal(k1, (1, 16)), "b1": jnp.zeros(16),
-                "w2": 0.5 * jax.random.normal(k2, (16, 1)), "b2": jnp.zeros(1)}
+        disc = {
+            "w1": 0.5 * jax.random.normal(k1, (1, 16)),
+            "b1": jnp.zeros(16),
+            "w2": 0.5 * jax.random.normal(k2, (16, 1)),
+            "b2": jnp.zeros(1),
+        }
         return {"generator": gen, "discriminator": disc}, {}
 
     @staticmethod
@@ -61,8 +70,10 @@ class ToyGAN(Model):
         fake = self._fake(params["generator"], rng, real.shape[0])
         d = params["discriminator"]
         if group == "discriminator":
-            loss = (jax.nn.softplus(-self._disc(d, real)).mean()
-                    + jax.nn.softplus(self._disc(d, fake)).mean())
+            loss = (
+                jax.nn.softplus(-self._disc(d, real)).mean()
+                + jax.nn.softplus(self._disc(d, fake)).mean()
+            )
             metrics = {"d_loss": loss}
         else:
             loss = jax.nn.softplus(-self._disc(d, fake)).mean()

@@ -27,9 +27,19 @@ class MarkovSource:
     """
 
     def __init__(
-        self, *, vocab: int, batch_size: int, seq_len: int, successors: int = 4, lag: int = 1,
-        seed: int = 0, split: str = "train", token_offset: int = 0, bos_id: int = 0,
-        process_index: int = 0, process_count: int = 1,
+        self,
+        *,
+        vocab: int,
+        batch_size: int,
+        seq_len: int,
+        successors: int = 4,
+        lag: int = 1,
+        seed: int = 0,
+        split: str = "train",
+        token_offset: int = 0,
+        bos_id: int = 0,
+        process_index: int = 0,
+        process_count: int = 1,
     ):
         if split not in _SPLIT_STREAM:
             raise ValueError(f"split must be one of {list(_SPLIT_STREAM)}, got {split!r}")
@@ -41,7 +51,9 @@ class MarkovSource:
         self.successors, self.lag, self.seed, self.split = successors, lag, seed, split
         self.token_offset, self.bos_id = token_offset, bos_id
         if batch_size % process_count:
-            raise ValueError(f"batch_size {batch_size} is not divisible by {process_count} processes")
+            raise ValueError(
+                f"batch_size {batch_size} is not divisible by {process_count} processes"
+            )
         # Each process yields its own rows of the global batch (the global batch is the same
         # whatever the process count, so multi-host runs match single-host ones).
         rows = batch_size // process_count

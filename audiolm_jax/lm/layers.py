@@ -12,7 +12,7 @@ computing in `dtype` (bf16 on accelerators).
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import flax.linen as nn
 import jax
@@ -56,10 +56,14 @@ class Dense(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         if len(self.shape) != len(self.axes):
-            raise ValueError(f"Dense kernel shape {self.shape} needs one name per axis, got {self.axes}")
+            raise ValueError(
+                f"Dense kernel shape {self.shape} needs one name per axis, got {self.axes}"
+            )
         in_shape, out_shape = self.shape[: self.contract], self.shape[self.contract :]
         if tuple(x.shape[x.ndim - self.contract :]) != tuple(in_shape):
-            raise ValueError(f"Dense {self.name}: input trailing shape {x.shape} != kernel input {in_shape}")
+            raise ValueError(
+                f"Dense {self.name}: input trailing shape {x.shape} != kernel input {in_shape}"
+            )
         fan_in = math.prod(in_shape)
         init = nn.initializers.normal(stddev=self.init_scale / fan_in**0.5)
         kernel = self.param(
@@ -105,11 +109,15 @@ class LayerNorm(nn.Module):
     def __call__(self, x: jax.Array) -> jax.Array:
         d = x.shape[-1]
         scale = self.param(
-            "scale", nn.with_logical_partitioning(nn.initializers.ones, ("embed",)), (d,),
+            "scale",
+            nn.with_logical_partitioning(nn.initializers.ones, ("embed",)),
+            (d,),
             self.param_dtype,
         )
         bias = self.param(
-            "bias", nn.with_logical_partitioning(nn.initializers.zeros, ("embed",)), (d,),
+            "bias",
+            nn.with_logical_partitioning(nn.initializers.zeros, ("embed",)),
+            (d,),
             self.param_dtype,
         )
         x32 = x.astype(jnp.float32)
@@ -151,7 +159,9 @@ class Embed(nn.Module):
     def attend(self, x: jax.Array) -> jax.Array:
         """x: [batch, length, embed] -> fp32 logits [batch, length, vocab]."""
         return jnp.einsum(
-            "ble,ve->blv", x.astype(self.dtype), self.embedding.astype(self.dtype),
+            "ble,ve->blv",
+            x.astype(self.dtype),
+            self.embedding.astype(self.dtype),
             preferred_element_type=jnp.float32,
         )
 

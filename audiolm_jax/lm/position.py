@@ -80,7 +80,7 @@ class RelativePositionBias(nn.Module):
 
 
 def apply_rope(x: jax.Array, positions: jax.Array, base: float = 10_000.0) -> jax.Array:
-    """Rotary embedding (Su et al. 2021) on x: [batch, length, heads, dim], positions [batch, length].
+    """Rotary embedding (Su et al. 2021): x [batch, length, heads, dim], positions [batch, length].
 
     Rotates pairs (x[..., :d/2], x[..., d/2:]); computed in fp32, returned in x's dtype.
     """

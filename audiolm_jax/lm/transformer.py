@@ -49,7 +49,9 @@ class TransformerConfig:
     scan_layers: bool = True
     remat: str = "none"  # none | full | dots | dots_no_batch
     dtype: str = "float32"  # compute dtype; params are always fp32
-    attention_impl: str | None = None  # None: "einsum" on CPU, else XLA's | "xla" | "cudnn" | "einsum"
+    attention_impl: str | None = (
+        None  # None: "einsum" on CPU, else XLA's | "xla" | "cudnn" | "einsum"
+    )
     tie_embeddings: bool = False
 
     @property
@@ -65,7 +67,7 @@ class TransformerConfig:
         return jnp.dtype(self.dtype)
 
     @classmethod
-    def from_config(cls, cfg: Any) -> "TransformerConfig":
+    def from_config(cls, cfg: Any) -> TransformerConfig:
         """Builds from a ConfigDict/mapping, naming any field this class does not know."""
         fields = {f.name for f in dataclasses.fields(cls)}
         given = dict(cfg)
@@ -126,7 +128,9 @@ def einsum_attention(q, k, v, bias=None, mask=None):
     length, dim = q.shape[1], q.shape[-1]
     qt, kt, vt = (jnp.swapaxes(t, 1, 2) for t in (q, k, v))
     scores = jnp.einsum(
-        "bhqd,bhkd->bhqk", qt * jnp.asarray(dim**-0.5, q.dtype), kt,
+        "bhqd,bhkd->bhqk",
+        qt * jnp.asarray(dim**-0.5, q.dtype),
+        kt,
         preferred_element_type=jnp.float32,
     )
     if bias is not None:
@@ -138,7 +142,7 @@ def einsum_attention(q, k, v, bias=None, mask=None):
     return jnp.swapaxes(jnp.einsum("bhqk,bhkd->bhqd", probs, vt), 1, 2)
 
 
-def attend(cfg: "TransformerConfig", q, k, v, bias, mask):
+def attend(cfg: TransformerConfig, q, k, v, bias, mask):
     """Dispatches on `attention_impl`: our einsum form on CPU, `jax.nn.dot_product_attention`
     (XLA, or cuDNN's fused kernel when "cudnn") elsewhere."""
     impl = cfg.attention_impl or ("einsum" if jax.default_backend() == "cpu" else "xla")
@@ -222,7 +226,10 @@ class Transformer(nn.Module):
         if cfg.position == "t5":
             idx = jnp.arange(length, dtype=jnp.int32)
             bias = RelativePositionBias(
-                cfg.num_heads, cfg.rel_buckets, cfg.rel_max_distance, dtype=cfg.compute_dtype,
+                cfg.num_heads,
+                cfg.rel_buckets,
+                cfg.rel_max_distance,
+                dtype=cfg.compute_dtype,
                 name="rel_bias",
             )(idx, idx)
         elif cfg.position != "rope":
@@ -233,7 +240,9 @@ class Transformer(nn.Module):
         if cfg.remat != "none":
             if cfg.remat not in _REMAT_POLICIES:
                 raise ValueError(f"lm.remat must be one of none, {', '.join(_REMAT_POLICIES)}")
-            block = nn.remat(block, policy=_REMAT_POLICIES[cfg.remat], prevent_cse=not cfg.scan_layers)
+            block = nn.remat(
+                block, policy=_REMAT_POLICIES[cfg.remat], prevent_cse=not cfg.scan_layers
+            )
         if cfg.scan_layers:
             stack = nn.scan(
                 block,
@@ -253,8 +262,12 @@ class Transformer(nn.Module):
             logits = embed.attend(x) / jnp.sqrt(cfg.d_model).astype(jnp.float32)
         else:
             logits = Dense(
-                (cfg.d_model, cfg.padded_vocab), ("embed", "vocab"), 1, cfg.compute_dtype,
-                out_dtype=jnp.float32, name="logits",
+                (cfg.d_model, cfg.padded_vocab),
+                ("embed", "vocab"),
+                1,
+                cfg.compute_dtype,
+                out_dtype=jnp.float32,
+                name="logits",
             )(x)
         logits = logits.astype(jnp.float32)
         valid = jnp.arange(cfg.padded_vocab) < cfg.vocab_size

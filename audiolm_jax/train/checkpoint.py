@@ -56,10 +56,14 @@ def check_shapes(saved: dict[str, tuple], expected: dict[str, tuple], where: str
     for key in sorted(set(saved) | set(expected), key=lambda k: (not k.startswith("params."), k)):
         a, b = saved.get(key), expected.get(key)
         if a != b:
-            problems.append(f"  {key}: checkpoint {a if a is not None else 'absent'}, "
-                            f"config {b if b is not None else 'absent'}")
+            problems.append(
+                f"  {key}: checkpoint {a if a is not None else 'absent'}, "
+                f"config {b if b is not None else 'absent'}"
+            )
     if problems:
-        shown = "\n".join(problems[:20]) + (f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else "")
+        shown = "\n".join(problems[:20]) + (
+            f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""
+        )
         raise ShapeMismatchError(
             f"checkpoint {where} was written by a different config; {len(problems)} arrays "
             f"differ:\n{shown}\nUse the config it was trained with, or a fresh --workdir."
@@ -74,7 +78,9 @@ class Checkpointer:
         self.directory = os.path.join(self.workdir, "checkpoints")
         self.every = every
         self._options = ocp.CheckpointManagerOptions(
-            max_to_keep=keep, save_interval_steps=1, enable_async_checkpointing=async_save,
+            max_to_keep=keep,
+            save_interval_steps=1,
+            enable_async_checkpointing=async_save,
             create=True,
         )
         self._open()
@@ -97,7 +103,9 @@ class Checkpointer:
         steps = self.steps()
         return steps[-1] if steps else None
 
-    def save(self, step: int, state: Any, data_state: dict, meta: dict, *, wait: bool = False) -> None:
+    def save(
+        self, step: int, state: Any, data_state: dict, meta: dict, *, wait: bool = False
+    ) -> None:
         """Saves (asynchronously unless `wait`); a step already on disk is left as it is."""
         if step in self.manager.all_steps():
             return
@@ -142,7 +150,9 @@ class Checkpointer:
             except Exception as e:  # unreadable metadata: treat as a broken checkpoint
                 saved, err = None, e
             if saved is not None:
-                check_shapes(saved, expected, where)  # a config mismatch is an error, not a fallback
+                check_shapes(
+                    saved, expected, where
+                )  # a config mismatch is an error, not a fallback
                 try:
                     out = self.manager.restore(
                         step,
@@ -161,7 +171,11 @@ class Checkpointer:
             moved = self._set_aside(step)
             log.warning(
                 "Checkpoint %s could not be restored (%s: %s); moved it to %s and trying the "
-                "previous one.", where, type(err).__name__, str(err).splitlines()[0][:200], moved,
+                "previous one.",
+                where,
+                type(err).__name__,
+                str(err).splitlines()[0][:200],
+                moved,
             )
         return None
 

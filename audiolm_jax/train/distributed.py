@@ -32,9 +32,11 @@ def maybe_initialize() -> bool:
 
 def describe() -> str:
     """`Process 0 of 2; 1 local of 2 global devices (cpu).`"""
-    return (f"Process {jax.process_index()} of {jax.process_count()}; "
-            f"{jax.local_device_count()} local of {jax.device_count()} global devices "
-            f"({jax.devices()[0].platform}).")
+    return (
+        f"Process {jax.process_index()} of {jax.process_count()}; "
+        f"{jax.local_device_count()} local of {jax.device_count()} global devices "
+        f"({jax.devices()[0].platform})."
+    )
 
 
 def _has_accelerator() -> bool:

@@ -23,7 +23,12 @@ import jax
 import numpy as np
 
 from audiolm_jax.train import sharding
-from audiolm_jax.train.trainer import _peek, init_state, make_optimizers, make_train_step, state_shardings
+from audiolm_jax.train.trainer import (
+    _peek,
+    make_optimizers,
+    make_train_step,
+    state_shardings,
+)
 
 log = logging.getLogger("audiolm_jax")
 
@@ -51,8 +56,9 @@ def _tpu_devices(target: str):
     return topo.devices
 
 
-def dry_run(config: Any, model, train_source, *, devices: int | None = None,
-            target: str | None = None) -> dict:
+def dry_run(
+    config: Any, model, train_source, *, devices: int | None = None, target: str | None = None
+) -> dict:
     """Reports (and returns) the per-device memory plan of `config`'s train step."""
     tcfg = config.train
     txs, schedules = make_optimizers(config, model.groups, int(tcfg.steps))
@@ -72,8 +78,10 @@ def dry_run(config: Any, model, train_source, *, devices: int | None = None,
         mesh = sharding.make_mesh(mesh_cfg, compile_devices)
         where = f"{len(compile_devices)} local {compile_devices[0].platform} device(s)"
 
-    with jax.set_mesh(mesh) if compile_devices is not None else _null(), \
-            jax.sharding.use_abstract_mesh(mesh) if compile_devices is None else _null():
+    with (
+        jax.set_mesh(mesh) if compile_devices is not None else _null(),
+        jax.sharding.use_abstract_mesh(mesh) if compile_devices is None else _null(),
+    ):
         import flax.linen as nn
 
         with nn.logical_axis_rules(rules):
@@ -88,27 +96,39 @@ def dry_run(config: Any, model, train_source, *, devices: int | None = None,
     opt_b = sharding.per_device_bytes(abstract.opt_state, state_sh.opt_state)
     batch_b = sharding.per_device_bytes(abstract_batch, {k: batch_sh for k in abstract_batch})
     report = {
-        "config": config.name, "where": where, "mesh": dict(zip(sharding.MESH_AXES, mesh.axis_sizes)),
+        "config": config.name,
+        "where": where,
+        "mesh": dict(zip(sharding.MESH_AXES, mesh.axis_sizes)),
         "parameters": n_params,
-        "per_device_bytes": {"params": params_b, "optimizer": opt_b, "gradients": params_b,
-                             "batch": batch_b},
+        "per_device_bytes": {
+            "params": params_b,
+            "optimizer": opt_b,
+            "gradients": params_b,
+            "batch": batch_b,
+        },
         "model_flops_per_step": model.flops_per_step(batch),
     }
     if compile_devices is not None:
         t0 = time.time()
         step = jax.jit(
             make_train_step(model, txs, schedules, int(tcfg.get("grad_accum", 1))),
-            in_shardings=(state_sh, batch_sh), out_shardings=(state_sh, None), donate_argnums=0,
+            in_shardings=(state_sh, batch_sh),
+            out_shardings=(state_sh, None),
+            donate_argnums=0,
         )
         with sharding.activate(mesh, rules):
             compiled = step.lower(abstract, abstract_batch).compile()
         mem = compiled.memory_analysis()
         if mem is not None:
             report["compiled"] = {
-                "arguments": mem.argument_size_in_bytes, "outputs": mem.output_size_in_bytes,
-                "temporaries": mem.temp_size_in_bytes, "aliased": mem.alias_size_in_bytes,
-                "peak_estimate": mem.argument_size_in_bytes + mem.output_size_in_bytes
-                + mem.temp_size_in_bytes - mem.alias_size_in_bytes,
+                "arguments": mem.argument_size_in_bytes,
+                "outputs": mem.output_size_in_bytes,
+                "temporaries": mem.temp_size_in_bytes,
+                "aliased": mem.alias_size_in_bytes,
+                "peak_estimate": mem.argument_size_in_bytes
+                + mem.output_size_in_bytes
+                + mem.temp_size_in_bytes
+                - mem.alias_size_in_bytes,
                 "compile_s": round(time.time() - t0, 1),
             }
     _advise(report, target)
@@ -141,8 +161,10 @@ def _advise(report: dict, target: str | None) -> None:
         if b["params"] + b["optimizer"] > 0.3 * hbm * 2**30:
             levers.append("shard parameters and optimizer state further: raise config.mesh.fsdp")
         levers.append("recompute activations: --config.lm.remat=full (or dots_no_batch)")
-        levers.append("smaller per-device batch: lower config.data.batch_size or raise "
-                      "config.train.grad_accum")
+        levers.append(
+            "smaller per-device batch: lower config.data.batch_size or raise "
+            "config.train.grad_accum"
+        )
         report["levers"] = levers
 
 

@@ -20,7 +20,8 @@ the data position is saved with every checkpoint and a resumed run sees the same
 from __future__ import annotations
 
 import abc
-from typing import Any, Iterator, Protocol
+from collections.abc import Iterator
+from typing import Any, Protocol
 
 import jax
 
@@ -39,8 +40,13 @@ class Model(abc.ABC):
 
     @abc.abstractmethod
     def loss(
-        self, group: str, params: dict[str, Any], model_state: Any, batch: Batch,
-        rng: jax.Array, train: bool,
+        self,
+        group: str,
+        params: dict[str, Any],
+        model_state: Any,
+        batch: Batch,
+        rng: jax.Array,
+        train: bool,
     ) -> tuple[jax.Array, tuple[Any, Metrics]]:
         """Scalar loss for `group`'s update, the new model state and metrics."""
 

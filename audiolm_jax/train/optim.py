@@ -15,7 +15,10 @@ def make_schedule(cfg: Any, total_steps: int) -> optax.Schedule:
     if decay_steps <= warmup:
         return optax.linear_schedule(0.0, cfg.lr, max(warmup, 1))
     return optax.warmup_cosine_decay_schedule(
-        init_value=0.0, peak_value=cfg.lr, warmup_steps=warmup, decay_steps=decay_steps,
+        init_value=0.0,
+        peak_value=cfg.lr,
+        warmup_steps=warmup,
+        decay_steps=decay_steps,
         end_value=cfg.lr * cfg.end_lr_ratio,
     )
 
@@ -25,7 +28,9 @@ def _decay_mask(params: Any) -> Any:
     return jax.tree.map(lambda p: p.ndim >= 2, params)
 
 
-def make_optimizer(cfg: Any, total_steps: int) -> tuple[optax.GradientTransformation, optax.Schedule]:
+def make_optimizer(
+    cfg: Any, total_steps: int
+) -> tuple[optax.GradientTransformation, optax.Schedule]:
     """AdamW with the config's schedule, betas and clipping (`clip_norm` <= 0 turns it off)."""
     schedule = make_schedule(cfg, total_steps)
     chain = []
@@ -33,7 +38,11 @@ def make_optimizer(cfg: Any, total_steps: int) -> tuple[optax.GradientTransforma
         chain.append(optax.clip_by_global_norm(cfg.clip_norm))
     chain.append(
         optax.adamw(
-            schedule, b1=cfg.b1, b2=cfg.b2, eps=cfg.eps, weight_decay=cfg.weight_decay,
+            schedule,
+            b1=cfg.b1,
+            b2=cfg.b2,
+            eps=cfg.eps,
+            weight_decay=cfg.weight_decay,
             mask=_decay_mask,
         )
     )

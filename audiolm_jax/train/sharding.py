@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import contextlib
 import math
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import flax.linen as nn
 import jax
 import numpy as np
-from jax.sharding import AbstractMesh, Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import AbstractMesh, Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 
 MESH_AXES = ("data", "fsdp", "tensor")
 _AUTO = (jax.sharding.AxisType.Auto,) * len(MESH_AXES)
@@ -43,7 +45,9 @@ def mesh_shape(mesh_cfg: Any, num_devices: int) -> tuple[int, ...]:
     """(data, fsdp, tensor) sizes from config, one -1 filled with the devices left over."""
     sizes = [int(mesh_cfg.get(a, 1)) for a in MESH_AXES]
     if sizes.count(-1) > 1:
-        raise ValueError(f"config.mesh: at most one axis may be -1, got {dict(zip(MESH_AXES, sizes))}")
+        raise ValueError(
+            f"config.mesh: at most one axis may be -1, got {dict(zip(MESH_AXES, sizes))}"
+        )
     known = math.prod(s for s in sizes if s != -1)
     if -1 in sizes:
         if num_devices % known:
@@ -85,7 +89,9 @@ def rules_from_config(config: Any) -> tuple[tuple[str, Any], ...]:
         axes = tuple(axes) if isinstance(axes, (list, tuple)) else axes
         for a in axes if isinstance(axes, tuple) else (axes,):
             if a is not None and a not in MESH_AXES:
-                raise ValueError(f"config.sharding.rules: {name} -> {a!r}; mesh axes are {MESH_AXES}")
+                raise ValueError(
+                    f"config.sharding.rules: {name} -> {a!r}; mesh axes are {MESH_AXES}"
+                )
         out.append((name, axes))
     return tuple(out)
 

@@ -19,7 +19,8 @@ import logging
 import os
 import signal
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import flax
 import flax.linen as nn
@@ -63,8 +64,10 @@ def _tree_add(a, b):
 
 
 def make_train_step(
-    model: Model, txs: dict[str, optax.GradientTransformation],
-    schedules: dict[str, optax.Schedule], grad_accum: int = 1,
+    model: Model,
+    txs: dict[str, optax.GradientTransformation],
+    schedules: dict[str, optax.Schedule],
+    grad_accum: int = 1,
 ) -> Callable[[TrainState, Batch], tuple[TrainState, dict]]:
     """Returns the pure `train_step(state, batch) -> (state, metrics)`.
 
@@ -194,7 +197,8 @@ def state_shardings(model: Model, txs: dict, batch: Batch, seed: int, mesh, rule
     shardings = sharding.logical_shardings(nn.get_partition_spec(boxed), mesh, rules)
     plain = jax.tree.map(
         lambda x: x.unbox(apply_constraint=False) if isinstance(x, nn.meta.AxisMetadata) else x,
-        boxed, is_leaf=lambda x: isinstance(x, nn.meta.AxisMetadata),
+        boxed,
+        is_leaf=lambda x: isinstance(x, nn.meta.AxisMetadata),
     )
     abstract = jax.tree.map(
         lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh), plain, shardings
@@ -275,8 +279,12 @@ def evaluate(
 
 
 def train(
-    config: Any, workdir: str, model: Model, train_source: DataSource,
-    eval_source: DataSource | None = None, mesh: jax.sharding.Mesh | None = None,
+    config: Any,
+    workdir: str,
+    model: Model,
+    train_source: DataSource,
+    eval_source: DataSource | None = None,
+    mesh: jax.sharding.Mesh | None = None,
 ) -> TrainResult:
     """Trains `model` per `config.train`/`config.optimizer`, resuming from `workdir` if possible.
 
@@ -289,7 +297,9 @@ def train(
     sample = _peek(train_source)
 
     ckpt = Checkpointer(
-        workdir, every=int(tcfg.checkpoint_every), keep=int(tcfg.keep_checkpoints),
+        workdir,
+        every=int(tcfg.checkpoint_every),
+        keep=int(tcfg.keep_checkpoints),
         async_save=bool(tcfg.get("async_checkpoints", True)),
     )
     mesh = mesh or sharding.make_mesh(config.get("mesh") or {"data": -1})
@@ -298,7 +308,9 @@ def train(
     ctx.__enter__()
     state_sh, abstract = state_shardings(model, txs, sample, config.seed, mesh, rules)
     batch_sh = sharding.batch_sharding(mesh, rules)
-    log.info("Mesh %s over %d devices (%s).", dict(mesh.shape), mesh.size, jax.devices()[0].platform)
+    log.info(
+        "Mesh %s over %d devices (%s).", dict(mesh.shape), mesh.size, jax.devices()[0].platform
+    )
     restored = ckpt.restore_latest(abstract)
     if restored is None:
         state = jax.jit(
@@ -311,22 +323,31 @@ def train(
         train_source.set_state(data_state)
         log.info("Resumed at step %d; the data stream continues at %s.", resumed_from, data_state)
     n_params = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(state.params))
-    log.info("Model %s: %s parameters in groups %s.", type(model).__name__, f"{n_params:,}",
-             list(model.groups))
+    log.info(
+        "Model %s: %s parameters in groups %s.",
+        type(model).__name__,
+        f"{n_params:,}",
+        list(model.groups),
+    )
 
     step_fn = jax.jit(
         make_train_step(model, txs, schedules, int(tcfg.get("grad_accum", 1))),
-        in_shardings=(state_sh, batch_sh), out_shardings=(state_sh, None), donate_argnums=0,
+        in_shardings=(state_sh, batch_sh),
+        out_shardings=(state_sh, None),
+        donate_argnums=0,
     )
     eval_jit = jax.jit(make_eval_step(model), in_shardings=(state_sh, batch_sh))
     eval_fn = lambda st, b: eval_jit(st, sharding.global_batch(b, batch_sh))
     primary = jax.process_index() == 0
     writer = EventWriter(os.path.join(workdir, "tensorboard")) if primary else NullWriter()
     suffix = "" if primary else f".process{jax.process_index()}"
-    hash_file = (os.path.join(workdir, f"batch_hashes{suffix}.txt")
-                 if tcfg.get("log_batch_hashes") else None)
+    hash_file = (
+        os.path.join(workdir, f"batch_hashes{suffix}.txt") if tcfg.get("log_batch_hashes") else None
+    )
     meta = {"config": config.to_dict() if hasattr(config, "to_dict") else dict(config)}
-    meta = jax.tree.map(lambda x: x if isinstance(x, (int, float, str, bool, type(None))) else str(x), meta)
+    meta = jax.tree.map(
+        lambda x: x if isinstance(x, (int, float, str, bool, type(None))) else str(x), meta
+    )
 
     def check_finite(st: TrainState) -> None:
         bad = int(jax.device_get(st.nonfinite_step))
@@ -380,15 +401,23 @@ def train(
                         writer.scalars(step, {**last_metrics, **speed})
                         log.info(
                             "step %d/%d %s | %s | %s tok/s | %.1f ms/step | eta %s",
-                            step, total, progress_bar(step, total), _format(last_metrics),
-                            f"{speed['tokens_per_s']:,.0f}", speed["step_time_ms"],
+                            step,
+                            total,
+                            progress_bar(step, total),
+                            _format(last_metrics),
+                            f"{speed['tokens_per_s']:,.0f}",
+                            speed["step_time_ms"],
                             format_duration(dt * (total - step)),
                         )
                     history, t_log, steps_since = [], time.time(), 0
-                if eval_source is not None and tcfg.eval_every and (
-                    step % int(tcfg.eval_every) == 0 or step == total
+                if (
+                    eval_source is not None
+                    and tcfg.eval_every
+                    and (step % int(tcfg.eval_every) == 0 or step == total)
                 ):
-                    last_eval = evaluate(eval_fn, state, eval_source, int(tcfg.eval_batches), eval_start)
+                    last_eval = evaluate(
+                        eval_fn, state, eval_source, int(tcfg.eval_batches), eval_start
+                    )
                     writer.scalars(step, {f"eval/{k}": v for k, v in last_eval.items()})
                     log.info("eval at step %d | %s", step, _format(last_eval))
                     t_log = time.time()
