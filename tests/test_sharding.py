@@ -162,3 +162,25 @@ def test_two_process_job_equals_one_process(tmp_path):
     assert len(leaves_a) == len(leaves_b) > 10
     for x, y in zip(leaves_a, leaves_b):
         np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6)
+
+
+def test_dry_run_gpu_target_estimates_and_names_levers(tmp_path):
+    _dry_run(
+        "--config=semantic_tpu",
+        f"--workdir={tmp_path / 'a'}",
+        "--target=h100:8",
+        "--config.mesh.fsdp=8",
+    )
+    ok = json.loads((tmp_path / "a" / "dry_run.json").read_text())
+    assert ok["fits"] is True and ok["per_device_bytes"]["activations_estimate"] > 0
+    _dry_run(
+        "--config=semantic_tpu",
+        f"--workdir={tmp_path / 'b'}",
+        "--target=h100:8",
+        "--config.lm.remat=none",
+        "--config.data.batch_size=2048",
+    )
+    big = json.loads((tmp_path / "b" / "dry_run.json").read_text())
+    assert big["fits"] is False
+    assert any("remat" in lever for lever in big["levers"])
+    assert any("batch" in lever for lever in big["levers"])

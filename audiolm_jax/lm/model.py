@@ -15,7 +15,12 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from audiolm_jax.lm.transformer import Transformer, TransformerConfig, train_flops_per_token
+from audiolm_jax.lm.transformer import (
+    Transformer,
+    TransformerConfig,
+    activation_bytes,
+    train_flops_per_token,
+)
 from audiolm_jax.train.interface import Batch, Model
 
 
@@ -72,6 +77,10 @@ class LanguageModel(Model):
 
     def tokens(self, batch: Batch) -> int:
         return int(batch["inputs"].size)
+
+    def activation_bytes(self, batch: Batch) -> float:
+        b, length = batch["inputs"].shape
+        return activation_bytes(self.cfg, b, length)
 
     def flops_per_step(self, batch: Batch) -> float:
         b, length = batch["inputs"].shape

@@ -288,6 +288,26 @@ def count_params(cfg: TransformerConfig) -> int:
     return total
 
 
+def activation_bytes(cfg: TransformerConfig, batch: int, seq_len: int) -> float:
+    """Estimated bytes a train step keeps for the backward pass, from shapes.
+
+    Per token and layer without remat: the layer input and two norm outputs, q/k/v and the
+    attention output, fp32 scores and probabilities over the context, the FFN's pre- and
+    post-GELU hidden, in the compute dtype; `full` remat keeps only each layer's input, `dots*`
+    policies keep the matmul outputs. Plus fp32 logits and their gradient.
+    """
+    e, h, d, f = cfg.d_model, cfg.num_heads, cfg.kv_dim, cfg.d_ff
+    size = cfg.compute_dtype.itemsize
+    per_token = {
+        "none": size * (3 * e + 4 * h * d + 2 * f) + 4 * 2 * h * seq_len,
+        "full": size * e,
+        "dots": size * (e + 4 * h * d + 2 * f) + 4 * h * seq_len,
+        "dots_no_batch": size * (e + 4 * h * d + 2 * f) + 4 * h * seq_len,
+    }[cfg.remat]
+    tokens = batch * seq_len
+    return tokens * (cfg.num_layers * per_token + 2 * 4 * cfg.padded_vocab)
+
+
 def train_flops_per_token(cfg: TransformerConfig, seq_len: int) -> float:
     """Model FLOPs of one training token (forward + backward = 3x forward), from shapes.
 

@@ -8,6 +8,7 @@ analysis of the compiled step (arguments, outputs, temporaries = activations and
 Targets:
 - the local devices (default): compiles the real step;
 - `devices=N`: an abstract mesh of N devices, bytes from the shardings (no compile);
+- `target="h100:8"` (h100, h200, a100): N GPUs, bytes and activations estimated from shapes;
 - `target="v5e:4x4"` (any TPU topology name): abstract TPU devices from libtpu
   (`pip install -e ".[tpu_aot]"`); compiles the real step for that TPU ahead of time on this CPU.
 """
@@ -40,6 +41,16 @@ def _gib(n: float) -> str:
     return f"{n / 2**30:.2f} GiB" if n >= 2**28 else f"{n / 2**20:.2f} MiB"
 
 
+def _gpu_target(target: str | None) -> tuple[str, int] | None:
+    """`h100` or `h100:8` -> ("h100", 8); None for TPU topologies."""
+    if not target:
+        return None
+    name, _, count = target.lower().partition(":")
+    if name in ("h100", "h200", "a100"):
+        return name, int(count or 8)
+    return None
+
+
 def _tpu_devices(target: str):
     try:
         from jax.experimental import topologies
@@ -66,7 +77,12 @@ def dry_run(
     rules = sharding.rules_from_config(config)
     mesh_cfg = config.get("mesh") or {"data": -1}
     compile_devices = None
-    if target:
+    gpu = _gpu_target(target)
+    if gpu:
+        name, count = gpu
+        mesh = sharding.abstract_mesh(mesh_cfg, devices or count)
+        where = f"{devices or count} x {name.upper()} (estimate from shapes, no compile)"
+    elif target:
         compile_devices = _tpu_devices(target)
         mesh = sharding.make_mesh(mesh_cfg, compile_devices)
         where = f"TPU {target} ({len(compile_devices)} chips)"
@@ -108,6 +124,16 @@ def dry_run(
         },
         "model_flops_per_step": model.flops_per_step(batch),
     }
+    act = model.activation_bytes(batch)
+    if act is not None:
+        batch_shards = math.prod(
+            mesh.shape[a]
+            for a in (
+                batch_sh.spec[0] if isinstance(batch_sh.spec[0], tuple) else (batch_sh.spec[0],)
+            )
+            if a
+        )
+        report["per_device_bytes"]["activations_estimate"] = int(act / batch_shards)
     if compile_devices is not None:
         t0 = time.time()
         step = jax.jit(
@@ -151,6 +177,12 @@ def _advise(report: dict, target: str | None) -> None:
     chip = target.split(":")[0].lower()
     hbm = HBM_GIB.get(chip)
     peak = report.get("compiled", {}).get("peak_estimate")
+    if peak is None and "activations_estimate" in report["per_device_bytes"]:
+        b = report["per_device_bytes"]  # no compile (GPU targets): the estimate from shapes
+        peak = (
+            b["params"] + b["optimizer"] + b["gradients"] + b["batch"] + b["activations_estimate"]
+        )
+        report["peak_estimate_from_shapes"] = peak
     if hbm is None or peak is None:
         return
     report["hbm_bytes"] = hbm * 2**30
@@ -180,6 +212,8 @@ def _log(r: dict) -> None:
         f"    gradients           {_gib(b['gradients'])}",
         f"    batch               {_gib(b['batch'])}",
     ]
+    if "activations_estimate" in b:
+        lines.append(f"    activations (est.)  {_gib(b['activations_estimate'])}")
     if "compiled" in r:
         c = r["compiled"]
         lines += [

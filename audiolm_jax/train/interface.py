@@ -65,6 +65,10 @@ class Model(abc.ABC):
         first = next(iter(batch.values()))
         return int(first.size)
 
+    def activation_bytes(self, batch: Batch) -> float | None:
+        """Bytes of activations a train step keeps for backward, estimated from shapes."""
+        return None
+
     def flops_per_step(self, batch: Batch) -> float | None:
         """Model FLOPs of one train step from shapes (for MFU), or None if unknown."""
         return None
