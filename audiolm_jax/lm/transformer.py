@@ -118,28 +118,41 @@ def _add_bias_bwd(bias_shape, g):
 _add_bias.defvjp(_add_bias_fwd, _add_bias_bwd)
 
 
-def einsum_attention(q, k, v, bias=None, mask=None):
-    """Causal softmax attention written as two batched einsums over [batch, heads, length, dim].
+def _attend_block(qt, kt, vt, bias, mask, q0: int):
+    """Queries qt [b, h, n, d] starting at position q0 over keys kt/vt [b, h, m, d], m <= q0 + n."""
+    n, m = qt.shape[2], kt.shape[2]
+    scores = jnp.einsum("bhqd,bhkd->bhqk", qt, kt, preferred_element_type=jnp.float32)
+    if bias is not None:
+        scores = _add_bias(scores, bias[:, :, q0 : q0 + n, :m].astype(jnp.float32))
+    keep = jnp.arange(m)[None, :] <= q0 + jnp.arange(n)[:, None]
+    if mask is not None:
+        keep = keep & mask[:, :, q0 : q0 + n, :m]
+    probs = jax.nn.softmax(jnp.where(keep, scores, NEG_INF), axis=-1).astype(vt.dtype)
+    return jnp.einsum("bhqk,bhkd->bhqd", probs, vt)
+
+
+def einsum_attention(q, k, v, bias=None, mask=None, block: int = 128):
+    """Causal softmax attention written as batched einsums over [batch, heads, length, dim].
 
     Same result as `jax.nn.dot_product_attention(..., is_causal=True)`. On the CPU, XLA runs this
-    layout (batch axes first, contraction last) 2-3x faster than jax.nn's (benchmarks/).
+    layout (batch axes first, contraction last) 2-3x faster than jax.nn's (benchmarks/). Queries
+    go in blocks of `block`, each against the keys up to its end only, so the fully masked upper
+    blocks are never computed (L = 256: a quarter of the attention work saved).
     q, k, v: [batch, length, heads, dim]; bias: [1|batch, heads, q, k]; mask: [batch, 1, q, k].
     """
     length, dim = q.shape[1], q.shape[-1]
     qt, kt, vt = (jnp.swapaxes(t, 1, 2) for t in (q, k, v))
-    scores = jnp.einsum(
-        "bhqd,bhkd->bhqk",
-        qt * jnp.asarray(dim**-0.5, q.dtype),
-        kt,
-        preferred_element_type=jnp.float32,
-    )
-    if bias is not None:
-        scores = _add_bias(scores, bias.astype(jnp.float32))
-    keep = jnp.tril(jnp.ones((length, length), bool))
-    if mask is not None:
-        keep = keep & mask
-    probs = jax.nn.softmax(jnp.where(keep, scores, NEG_INF), axis=-1).astype(v.dtype)
-    return jnp.swapaxes(jnp.einsum("bhqk,bhkd->bhqd", probs, vt), 1, 2)
+    qt = qt * jnp.asarray(dim**-0.5, q.dtype)
+    if length % block or length < 2 * block:
+        block = length
+    outs = [
+        _attend_block(
+            qt[:, :, s : s + block], kt[:, :, : s + block], vt[:, :, : s + block], bias, mask, s
+        )
+        for s in range(0, length, block)
+    ]
+    out = outs[0] if len(outs) == 1 else jnp.concatenate(outs, axis=2)
+    return jnp.swapaxes(out, 1, 2)
 
 
 def attend(cfg: TransformerConfig, q, k, v, bias, mask):
