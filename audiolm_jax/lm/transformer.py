@@ -118,17 +118,23 @@ def _add_bias_bwd(bias_shape, g):
 _add_bias.defvjp(_add_bias_fwd, _add_bias_bwd)
 
 
+def _softmax_attention(qt, kt, vt, bias, keep):
+    """qt [b, h, n, d] (pre-scaled) over kt/vt [b, h, m, d]; bias/keep broadcast to [b, h, n, m]."""
+    scores = jnp.einsum("bhqd,bhkd->bhqk", qt, kt, preferred_element_type=jnp.float32)
+    if bias is not None:
+        scores = _add_bias(scores, bias.astype(jnp.float32))
+    probs = jax.nn.softmax(jnp.where(keep, scores, NEG_INF), axis=-1).astype(vt.dtype)
+    return jnp.einsum("bhqk,bhkd->bhqd", probs, vt)
+
+
 def _attend_block(qt, kt, vt, bias, mask, q0: int):
     """Queries qt [b, h, n, d] starting at position q0 over keys kt/vt [b, h, m, d], m <= q0 + n."""
     n, m = qt.shape[2], kt.shape[2]
-    scores = jnp.einsum("bhqd,bhkd->bhqk", qt, kt, preferred_element_type=jnp.float32)
-    if bias is not None:
-        scores = _add_bias(scores, bias[:, :, q0 : q0 + n, :m].astype(jnp.float32))
     keep = jnp.arange(m)[None, :] <= q0 + jnp.arange(n)[:, None]
     if mask is not None:
         keep = keep & mask[:, :, q0 : q0 + n, :m]
-    probs = jax.nn.softmax(jnp.where(keep, scores, NEG_INF), axis=-1).astype(vt.dtype)
-    return jnp.einsum("bhqk,bhkd->bhqd", probs, vt)
+    block_bias = None if bias is None else bias[:, :, q0 : q0 + n, :m]
+    return _softmax_attention(qt, kt, vt, block_bias, keep)
 
 
 def einsum_attention(q, k, v, bias=None, mask=None, block: int = 128):
@@ -155,16 +161,24 @@ def einsum_attention(q, k, v, bias=None, mask=None, block: int = 128):
     return jnp.swapaxes(out, 1, 2)
 
 
-def attend(cfg: TransformerConfig, q, k, v, bias, mask):
+def attend(cfg: TransformerConfig, q, k, v, bias, mask, causal: bool = True):
     """Dispatches on `attention_impl`: our einsum form on CPU, `jax.nn.dot_product_attention`
-    (XLA, or cuDNN's fused kernel when "cudnn") elsewhere."""
+    (XLA, or cuDNN's fused kernel when "cudnn") elsewhere.
+
+    `causal=False` is the decode path: `mask` [1|b, 1, q, k] then says which cached keys each
+    query sees.
+    """
     impl = cfg.attention_impl or ("einsum" if jax.default_backend() == "cpu" else "xla")
     if impl == "einsum":
-        return einsum_attention(q, k, v, bias, mask)
+        if causal:
+            return einsum_attention(q, k, v, bias, mask)
+        qt, kt, vt = (jnp.swapaxes(t, 1, 2) for t in (q, k, v))
+        qt = qt * jnp.asarray(q.shape[-1] ** -0.5, q.dtype)
+        return jnp.swapaxes(_softmax_attention(qt, kt, vt, bias, mask), 1, 2)
     if impl not in ("xla", "cudnn"):
         raise ValueError(f"lm.attention_impl must be einsum, xla or cudnn, got {impl!r}")
     return jax.nn.dot_product_attention(
-        q, k, v, bias=bias, mask=mask, is_causal=True, implementation=impl
+        q, k, v, bias=bias, mask=mask, is_causal=causal, implementation=impl
     )
 
 
@@ -181,6 +195,7 @@ class Block(nn.Module):
 
     cfg: TransformerConfig
     deterministic: bool = True
+    decode_len: int = 0  # > 0: keys/values go to a KV cache of this length ("cache" collection)
 
     @nn.compact
     def __call__(self, x, bias, mask, positions):
@@ -196,7 +211,22 @@ class Block(nn.Module):
         q, k, v = (constrain(qkv[n], ("batch", "length", "heads", "kv")) for n in qkv)
         if cfg.position == "rope":
             q, k = apply_rope(q, positions), apply_rope(k, positions)
-        a = attend(cfg, q, k, v, bias, mask)
+        if self.decode_len:
+            # Write this chunk's keys/values at its absolute position, attend over the cache.
+            start = positions[0, 0]
+            shape = (x.shape[0], self.decode_len, h, d)
+            for name, new in (("cached_key", k), ("cached_value", v)):
+                slot = self.variable("cache", name, jnp.zeros, shape, dt)
+                slot.value = jax.lax.dynamic_update_slice(
+                    slot.value, new.astype(dt), (0, start, 0, 0)
+                )
+            k, v = (
+                self.get_variable("cache", "cached_key"),
+                self.get_variable("cache", "cached_value"),
+            )
+            a = attend(cfg, q, k, v, bias, mask, causal=False)
+        else:
+            a = attend(cfg, q, k, v, bias, mask)
         a = constrain(a, ("batch", "length", "heads", "kv"))
         out = Dense((h, d, e), ("heads", "kv", "embed"), 2, dt, name="out")(a)
         x = x + drop(out)
@@ -217,6 +247,7 @@ class Transformer(nn.Module):
     """
 
     cfg: TransformerConfig
+    decode_len: int = 0  # > 0: incremental decoding with a KV cache of this many positions
 
     @nn.compact
     def __call__(
@@ -227,27 +258,41 @@ class Transformer(nn.Module):
         *,
         deterministic: bool = True,
     ) -> jax.Array:
+        """Training/scoring: the whole sequence at once. Decoding (`decode_len` > 0, apply with
+        `mutable=["cache"]`): `ids` [batch, n] continue the cached sequence, first call = prompt.
+        """
         cfg = self.cfg
         b, length = ids.shape
+        start = 0
+        if self.decode_len:
+            if segment_ids is not None:
+                raise ValueError("decoding does not take packed (segment_ids) inputs")
+            index = self.variable("cache", "index", lambda: jnp.zeros((), jnp.int32))
+            start = index.value
+            index.value = start + length
         if positions is None:
-            positions = jnp.broadcast_to(jnp.arange(length, dtype=jnp.int32), (b, length))
+            positions = jnp.broadcast_to(start + jnp.arange(length, dtype=jnp.int32), (b, length))
         embed = Embed(cfg.padded_vocab, cfg.d_model, dtype=cfg.compute_dtype, name="embed")
         x = constrain(embed(ids), ("batch", "length", "embed"))
         x = Dropout(cfg.dropout, deterministic=deterministic)(x)
 
+        q_idx = start + jnp.arange(length, dtype=jnp.int32)
+        k_idx = jnp.arange(self.decode_len or length, dtype=jnp.int32)
         bias = None
         if cfg.position == "t5":
-            idx = jnp.arange(length, dtype=jnp.int32)
             bias = RelativePositionBias(
                 cfg.num_heads,
                 cfg.rel_buckets,
                 cfg.rel_max_distance,
                 dtype=cfg.compute_dtype,
                 name="rel_bias",
-            )(idx, idx)
+            )(q_idx, k_idx)
         elif cfg.position != "rope":
             raise ValueError(f"lm.position must be 't5' or 'rope', got {cfg.position!r}")
-        mask = attention_mask(segment_ids)
+        if self.decode_len:
+            mask = (k_idx[None, :] <= q_idx[:, None])[None, None]  # cached keys up to each query
+        else:
+            mask = attention_mask(segment_ids)
 
         block = Block
         if cfg.remat != "none":
@@ -259,16 +304,17 @@ class Transformer(nn.Module):
         if cfg.scan_layers:
             stack = nn.scan(
                 block,
-                variable_axes={"params": 0},
+                variable_axes={"params": 0, "cache": 0},
                 split_rngs={"params": True, "dropout": True},
                 in_axes=(nn.broadcast, nn.broadcast, nn.broadcast),
                 length=cfg.num_layers,
                 metadata_params={nn.PARTITION_NAME: "layers"},
-            )(cfg, deterministic, name="layers")
+            )(cfg, deterministic, self.decode_len, name="layers")
             x, _ = stack(x, bias, mask, positions)
         else:
             for i in range(cfg.num_layers):
-                x, _ = block(cfg, deterministic, name=f"layer_{i}")(x, bias, mask, positions)
+                layer = block(cfg, deterministic, self.decode_len, name=f"layer_{i}")
+                x, _ = layer(x, bias, mask, positions)
 
         x = make_norm(cfg.norm, cfg.compute_dtype, name="final_norm")(x)
         if cfg.tie_embeddings:

@@ -1,0 +1,135 @@
+"""The stage sampler: a compiled KV-cache loop that agrees with the full model."""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from audiolm_jax import layouts
+from audiolm_jax.lm.transformer import Transformer, TransformerConfig
+from audiolm_jax.sampling import filter_logits, sample_tokens
+
+
+@pytest.fixture(scope="module")
+def lm():
+    cfg = TransformerConfig(
+        vocab_size=40, num_layers=2, num_heads=2, d_model=32, d_ff=64, dropout=0.0
+    )
+    ids = jnp.zeros((1, 8), jnp.int32)
+    return cfg, nn.unbox(Transformer(cfg).init(jax.random.key(0), ids)["params"])
+
+
+@pytest.mark.parametrize("position", ["t5", "rope"])
+def test_kv_cache_decoding_equals_full_forward(position):
+    cfg = TransformerConfig(
+        vocab_size=100,
+        num_layers=2,
+        num_heads=2,
+        d_model=32,
+        d_ff=64,
+        dropout=0.0,
+        position=position,
+    )
+    ids = jax.random.randint(jax.random.key(1), (2, 12), 0, 100)
+    params = nn.unbox(Transformer(cfg).init(jax.random.key(0), ids)["params"])
+    full = Transformer(cfg).apply({"params": params}, ids)
+    dec = Transformer(cfg, decode_len=16)
+    first, v = dec.apply({"params": params}, ids[:, :5], mutable=["cache"])
+    outs = [first]
+    for t in range(5, 12):
+        out, v = dec.apply(
+            {"params": params, "cache": v["cache"]}, ids[:, t : t + 1], mutable=["cache"]
+        )
+        outs.append(out)
+    np.testing.assert_allclose(jnp.concatenate(outs, 1)[..., :100], full[..., :100], atol=1e-5)
+
+
+def test_greedy_sampling_equals_naive_recompute(lm):
+    cfg, params = lm
+    prompt = jnp.array([[1, 5, 9], [1, 7, 7]], jnp.int32)
+    got = sample_tokens(cfg, params, prompt, max_len=12, rng=jax.random.key(0), temperature=0.0)
+    seq = np.asarray(prompt)
+    for _ in range(12 - 3):
+        logits = Transformer(cfg).apply({"params": params}, jnp.asarray(seq))
+        seq = np.concatenate([seq, np.argmax(logits[:, -1], -1)[:, None]], 1)
+    np.testing.assert_array_equal(got, seq)
+
+
+def test_same_key_same_tokens_and_top_k_one_is_greedy(lm):
+    cfg, params = lm
+    prompt = jnp.ones((4, 1), jnp.int32)
+    run = lambda key, **kw: sample_tokens(cfg, params, prompt, max_len=16, rng=key, **kw)
+    a, b = run(jax.random.key(3)), run(jax.random.key(3))
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, run(jax.random.key(4)))
+    np.testing.assert_array_equal(
+        run(jax.random.key(5), top_k=1), run(jax.random.key(6), temperature=0.0)
+    )
+    assert int(jnp.max(a)) < cfg.vocab_size  # padded vocabulary ids never come out
+
+
+def test_eos_stops_rows_and_pads_after(lm):
+    cfg, params = lm
+    eos = 2
+    # Only EOS is valid from position 5 on: every row ends there, the rest is padding.
+    valid = lambda pos: jnp.where(
+        pos >= 5, jnp.arange(cfg.padded_vocab) == eos, jnp.arange(cfg.padded_vocab) >= 4
+    )
+    out = np.asarray(
+        sample_tokens(
+            cfg,
+            params,
+            jnp.ones((3, 1), jnp.int32),
+            max_len=10,
+            rng=jax.random.key(0),
+            eos_id=eos,
+            valid_ids=valid,
+        )
+    )
+    assert (out[:, 1:5] >= 4).all() and (out[:, 5] == eos).all() and (out[:, 6:] == 0).all()
+
+
+def test_layout_masks_keep_each_acoustic_position_on_its_level():
+    """Sampling the coarse stage under the layout's masks yields valid codes of every level."""
+    layout = layouts.TokenLayout.preset("paper").__class__(
+        semantic_vocab=8,
+        semantic_rate_hz=25.0,
+        acoustic_levels=3,
+        coarse_levels=2,
+        codebook_size=16,
+        acoustic_rate_hz=50.0,
+    )
+    vocab = layout.vocab_size("coarse")
+    cfg = TransformerConfig(
+        vocab_size=vocab, num_layers=1, num_heads=2, d_model=32, d_ff=64, dropout=0.0
+    )
+    params = nn.unbox(
+        Transformer(cfg).init(jax.random.key(0), jnp.zeros((1, 4), jnp.int32))["params"]
+    )
+    seq = layout.coarse_sequence(np.array([1, 2, 3]), np.zeros((0, 2), np.int64), add_eos=False)
+    prompt = jnp.asarray(seq.tokens)[None].repeat(2, 0)
+    start = prompt.shape[1]
+    out = sample_tokens(
+        cfg,
+        params,
+        prompt,
+        max_len=start + 20,
+        rng=jax.random.key(1),
+        valid_ids=lambda pos: layout.valid_ids("coarse", pos, start),
+        eos_id=layouts.EOS,
+    )
+    for row in np.asarray(out):
+        body = row[start:]
+        body = body[: np.argmax(body == layouts.EOS)] if layouts.EOS in body else body
+        body = body[: len(body) // 2 * 2]
+        _, codes = layout.parse_coarse(np.concatenate([row[:start], body, [layouts.EOS]]))
+        assert codes.shape[1] == 2 and codes.min() >= 0 and codes.max() < 16
+
+
+def test_filter_logits_top_p_keeps_smallest_nucleus():
+    logits = jnp.log(jnp.array([[0.5, 0.3, 0.15, 0.05]]))
+    kept = filter_logits(logits, top_p=0.75) > -1e8
+    np.testing.assert_array_equal(kept, [[True, True, False, False]])
+    kept = filter_logits(logits, top_k=3) > -1e8
+    np.testing.assert_array_equal(kept, [[True, True, True, False]])
