@@ -27,6 +27,8 @@ def filter_logits(logits: jax.Array, *, top_k: int = 0, top_p: float | jax.Array
     if top_k:
         kth = jax.lax.top_k(logits, top_k)[0][..., -1:]
         logits = jnp.where(logits < kth, NEG_INF, logits)
+    if isinstance(top_p, (int, float)) and top_p >= 1.0:
+        return logits  # no nucleus: skip the per-step sort of the whole vocabulary
     order = jnp.argsort(-logits, axis=-1)
     sorted_logits = jnp.take_along_axis(logits, order, axis=-1)
     probs = jax.nn.softmax(sorted_logits, axis=-1)
@@ -45,7 +47,9 @@ def _choose(logits, key, temperature, top_k, top_p):
     return jnp.where(temperature > 0, drawn, greedy).astype(jnp.int32)
 
 
-@partial(jax.jit, static_argnames=("cfg", "max_len", "top_k", "eos_id", "pad_id", "valid_ids"))
+@partial(
+    jax.jit, static_argnames=("cfg", "max_len", "top_k", "top_p", "eos_id", "pad_id", "valid_ids")
+)
 def sample_tokens(
     cfg: TransformerConfig,
     params: Any,
@@ -55,7 +59,7 @@ def sample_tokens(
     rng: jax.Array,
     temperature: float | jax.Array = 1.0,
     top_k: int = 0,
-    top_p: float | jax.Array = 1.0,
+    top_p: float = 1.0,
     eos_id: int | None = None,
     pad_id: int = 0,
     valid_ids: Callable[[jax.Array], jax.Array] | None = None,
