@@ -102,3 +102,20 @@ def test_launch_trains_and_writes_workdir(tmp_path):
     )
     assert out.returncode == 0
     assert "Resuming from checkpoint" in (tmp_path / "log.txt").read_text()
+
+
+def test_quickstart_trains_samples_and_reports(tmp_path):
+    out = _launch(
+        "--config=quickstart",
+        f"--workdir={tmp_path}",
+        "--config.train.steps=80",
+        "--config.train.eval_every=80",
+        "--config.train.checkpoint_every=80",
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    import json
+
+    q = json.loads((tmp_path / "quickstart.json").read_text())["quickstart"]
+    assert q["gap_closed"] > 0.8
+    assert q["sampled_transitions_following_chain"] > 0.5 > 10 * q["chance"]
+    assert "Quickstart done" in (tmp_path / "log.txt").read_text()

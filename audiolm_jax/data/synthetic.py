@@ -83,6 +83,17 @@ class MarkovSource:
         weights[:, :k] = 0.0
         return {"inputs": inputs, "targets": targets, "weights": weights}
 
+    def follows_chain(self, tokens: np.ndarray) -> float:
+        """Fraction of (token at t - lag -> token at t) steps in `tokens` [batch, length] that
+        the chain allows; non-content ids (specials) are skipped. Chance: successors / vocab."""
+        x = np.asarray(tokens) - self.token_offset
+        prev, nxt = x[:, : -self.lag], x[:, self.lag :]
+        ok = (prev >= 0) & (prev < self.vocab) & (nxt >= 0) & (nxt < self.vocab)
+        if not ok.any():
+            return 0.0
+        allowed = (self.table[prev[ok]] == nxt[ok][:, None]).any(axis=1)
+        return float(allowed.mean())
+
     def __iter__(self):
         return self
 
