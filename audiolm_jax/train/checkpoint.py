@@ -1,6 +1,6 @@
 """Orbax checkpoints of the train state, the data position and the config.
 
-- Async saves every N steps, keep-last-K (`CheckpointManager`).
+- Async saves (the trainer calls `save` every `train.checkpoint_every` steps), keep-last-K.
 - Resume from the newest checkpoint that restores. One that fails (truncated, half-written) is
   reported with its path, moved aside to `<workdir>/unreadable_checkpoints/` (nothing is deleted)
   and the previous one is tried.
@@ -73,10 +73,9 @@ def check_shapes(saved: dict[str, tuple], expected: dict[str, tuple], where: str
 class Checkpointer:
     """Saves and restores {state, data position, config} under `<workdir>/checkpoints`."""
 
-    def __init__(self, workdir: str, *, every: int, keep: int, async_save: bool = True):
+    def __init__(self, workdir: str, *, keep: int, async_save: bool = True):
         self.workdir = os.path.abspath(workdir)
         self.directory = os.path.join(self.workdir, "checkpoints")
-        self.every = every
         self._options = ocp.CheckpointManagerOptions(
             max_to_keep=keep,
             save_interval_steps=1,

@@ -298,7 +298,6 @@ def train(
 
     ckpt = Checkpointer(
         workdir,
-        every=int(tcfg.checkpoint_every),
         keep=int(tcfg.keep_checkpoints),
         async_save=bool(tcfg.get("async_checkpoints", True)),
     )
