@@ -33,6 +33,27 @@ def lm(**overrides) -> ml_collections.ConfigDict:
     return cfg
 
 
+def markov_semantic_data(batch_size: int, seq_len: int) -> ml_collections.ConfigDict:
+    """A synthetic semantic-token source (audiolm_jax.data.synthetic.MarkovSource) with the
+    paper layout's ids: K_s = 1024 ids after the 4 special ids of audiolm_jax.layouts, each with
+    4 successors (entropy log 4 = 1.39 nats). LM configs train on it until the audio pipeline
+    lands."""
+    from audiolm_jax import layouts
+
+    return ml_collections.ConfigDict(
+        dict(
+            source="markov",
+            vocab=layouts.TokenLayout.preset("paper").semantic_vocab,
+            successors=4,
+            lag=1,
+            token_offset=layouts.NUM_SPECIALS,
+            bos_id=layouts.BOS,
+            batch_size=batch_size,
+            seq_len=seq_len,
+        )
+    )
+
+
 def get_base_config() -> ml_collections.ConfigDict:
     """The shared skeleton: seed, model kind, optimizer, train loop."""
     c = ml_collections.ConfigDict()

@@ -21,21 +21,8 @@ def get_config() -> ml_collections.ConfigDict:
         d_ff=1024,
         dropout=0.0,
     )
-    # Until the audio pipeline lands, the semantic stage reads a synthetic source: 1024 ids
-    # (AudioLM's K_s) after the 4 special ids of audiolm_jax.layouts, each with 4 successors
-    # (entropy log 4 = 1.39 nats).
-    c.data = ml_collections.ConfigDict(
-        dict(
-            source="markov",
-            vocab=PAPER.semantic_vocab,
-            successors=4,
-            lag=1,
-            token_offset=layouts.NUM_SPECIALS,
-            bos_id=layouts.BOS,
-            batch_size=16,
-            seq_len=128,
-        )
-    )
+    # Until the audio pipeline lands, the semantic stage reads a synthetic Markov source.
+    c.data = base.markov_semantic_data(batch_size=16, seq_len=128)
     c.optimizer.update(lr=3e-3, warmup_steps=30, end_lr_ratio=0.1)
     c.train.update(
         steps=300,

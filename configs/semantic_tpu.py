@@ -18,18 +18,7 @@ PAPER = layouts.TokenLayout.preset("paper")
 def get_config() -> ml_collections.ConfigDict:
     c = base.get_base_config()
     c.lm = base.lm(vocab_size=PAPER.vocab_size("semantic"), dtype="bfloat16", remat="dots_no_batch")
-    c.data = ml_collections.ConfigDict(
-        dict(
-            source="markov",
-            vocab=PAPER.semantic_vocab,
-            successors=4,
-            lag=1,
-            token_offset=layouts.NUM_SPECIALS,
-            bos_id=layouts.BOS,
-            batch_size=256,
-            seq_len=768,
-        )
-    )
+    c.data = base.markov_semantic_data(batch_size=256, seq_len=768)
     c.optimizer.update(lr=5e-4, warmup_steps=10_000, end_lr_ratio=0.1)
     c.train.update(
         steps=1_000_000,
