@@ -15,6 +15,7 @@ Targets:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import time
@@ -95,8 +96,10 @@ def dry_run(
         where = f"{len(compile_devices)} local {compile_devices[0].platform} device(s)"
 
     with (
-        jax.set_mesh(mesh) if compile_devices is not None else _null(),
-        jax.sharding.use_abstract_mesh(mesh) if compile_devices is None else _null(),
+        jax.set_mesh(mesh) if compile_devices is not None else contextlib.nullcontext(),
+        jax.sharding.use_abstract_mesh(mesh)
+        if compile_devices is None
+        else contextlib.nullcontext(),
     ):
         import flax.linen as nn
 
@@ -126,13 +129,8 @@ def dry_run(
     }
     act = model.activation_bytes(batch)
     if act is not None:
-        batch_shards = math.prod(
-            mesh.shape[a]
-            for a in (
-                batch_sh.spec[0] if isinstance(batch_sh.spec[0], tuple) else (batch_sh.spec[0],)
-            )
-            if a
-        )
+        rows = next(iter(abstract_batch.values())).shape[0]
+        batch_shards = rows // batch_sh.shard_shape((rows,))[0]
         report["per_device_bytes"]["activations_estimate"] = int(act / batch_shards)
     if compile_devices is not None:
         t0 = time.time()
@@ -160,14 +158,6 @@ def dry_run(
     _advise(report, target)
     _log(report)
     return report
-
-
-class _null:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *a):
-        return False
 
 
 def _advise(report: dict, target: str | None) -> None:

@@ -290,6 +290,13 @@ def train(
 
     The mesh is `config.mesh` over all devices unless `mesh` is given.
     """
+    mesh = mesh or sharding.make_mesh(config.get("mesh") or {"data": -1})
+    rules = sharding.rules_from_config(config)
+    with sharding.activate(mesh, rules):
+        return _train(config, workdir, model, train_source, eval_source, mesh, rules)
+
+
+def _train(config, workdir, model, train_source, eval_source, mesh, rules) -> TrainResult:
     tcfg = config.train
     os.makedirs(workdir, exist_ok=True)
     total = int(tcfg.steps)
@@ -301,16 +308,16 @@ def train(
         keep=int(tcfg.keep_checkpoints),
         async_save=bool(tcfg.get("async_checkpoints", True)),
     )
-    mesh = mesh or sharding.make_mesh(config.get("mesh") or {"data": -1})
-    rules = sharding.rules_from_config(config)
-    ctx = sharding.activate(mesh, rules)
-    ctx.__enter__()
     state_sh, abstract = state_shardings(model, txs, sample, config.seed, mesh, rules)
     batch_sh = sharding.batch_sharding(mesh, rules)
     log.info(
         "Mesh %s over %d devices (%s).", dict(mesh.shape), mesh.size, jax.devices()[0].platform
     )
-    restored = ckpt.restore_latest(abstract)
+    try:
+        restored = ckpt.restore_latest(abstract)
+    except BaseException:  # e.g. a checkpoint of another config: stop Orbax's threads first
+        ckpt.close()
+        raise
     if restored is None:
         state = jax.jit(
             lambda: init_state(model, txs, sample, config.seed), out_shardings=state_sh
@@ -425,5 +432,4 @@ def train(
         finally:
             writer.close()
             ckpt.close()
-            ctx.__exit__(None, None, None)
     return TrainResult(step, stopped, last_metrics, last_eval, resumed_from, state)
