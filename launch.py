@@ -3,6 +3,7 @@
     python launch.py --config=quickstart                       # every part tiny, on a CPU
     python launch.py --config=semantic_tiny --workdir=runs/s   # train one stage
     python launch.py --config=semantic_tpu --config.train.steps=10
+    python launch.py --config=soundstream_tiny --mode=reconstruct --input=DIR --levels=2
 
 `--config` is a name from configs/ (see `--list_configs`) or a path to a config .py file;
 `--config.a.b=v` overrides any field. Training resumes from the newest checkpoint in --workdir.
@@ -18,7 +19,7 @@ import sys
 from absl import app, flags
 
 from audiolm_jax import config as config_lib
-from audiolm_jax.workflows import MODES
+from audiolm_jax.workflows import MODE_FLAGS, MODES
 
 flags.DEFINE_string("config", None, "config name in configs/ or path to a config .py file")
 flags.DEFINE_string("workdir", None, "checkpoints, logs and outputs (default runs/<config>)")
@@ -37,6 +38,8 @@ flags.DEFINE_string(
     None,
     '--dry_run: compile for this TPU topology, e.g. v5e:4x4 (needs pip install -e ".[tpu_aot]")',
 )
+flags.DEFINE_string("input", None, "--mode=reconstruct: folder of audio files to reconstruct")
+flags.DEFINE_integer("levels", None, "--mode=reconstruct: RVQ levels to use (default all)")
 FLAGS = flags.FLAGS
 
 _OVERRIDES: list[tuple[str, str]] = []
@@ -110,7 +113,12 @@ def main(argv: list[str]) -> int:
             print(f"launch.py: {e}", file=sys.stderr)
             return 2
     else:
-        summary = MODES[mode](config, workdir)
+        options = {name: getattr(FLAGS, name) for name in MODE_FLAGS.get(mode, ())}
+        try:
+            summary = MODES[mode](config, workdir, **options)
+        except (ValueError, FileNotFoundError) as e:
+            print(f"launch.py: {e}", file=sys.stderr)
+            return 2
     print(json.dumps(summary, indent=2, default=str))
     return 0
 

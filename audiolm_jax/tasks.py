@@ -49,7 +49,59 @@ def build_lm(config: Any) -> tuple[Model, DataSource, DataSource]:
     return (model, *_lm_sources(config))
 
 
-TASKS: dict[str, Callable[[Any], tuple[Model, DataSource, DataSource]]] = {"lm": build_lm}
+def audio_sources(config: Any, sample_rate: int) -> tuple[DataSource, DataSource]:
+    """Train and eval clip sources from `config.data` (source "corpus" or "folder")."""
+    import jax
+
+    from audiolm_jax import dsp
+    from audiolm_jax.data import audio
+
+    d = config.data
+    if d.source == "corpus":
+        paths = {s: [e["path"] for e in audio.corpus_entries(s)] for s in ("train", "eval")}
+    elif d.source == "folder":
+        files = dsp.list_audio(d.path)
+        if len(files) < 2:
+            raise ValueError(f"config.data.path={d.path!r} holds {len(files)} audio files; need 2+")
+        paths = {s: audio.split_files(files, s, int(d.eval_every)) for s in ("train", "eval")}
+    else:
+        raise ValueError(f"config.data.source must be 'corpus' or 'folder', got {d.source!r}")
+    sources = []
+    for split in ("train", "eval"):
+        waves, _ = audio.load_clips(paths[split], sample_rate, d.get("normalize_db"))
+        sources.append(
+            audio.AudioClips(
+                waves,
+                clip_samples=int(round(d.clip_seconds * sample_rate)),
+                batch_size=int(d.batch_size),
+                seed=config.seed,
+                split=split,
+                process_index=jax.process_index(),
+                process_count=jax.process_count(),
+            )
+        )
+    return sources[0], sources[1]
+
+
+def build_soundstream(config: Any) -> tuple[Model, DataSource, DataSource]:
+    """The SoundStream codec GAN on clips of audio."""
+    from audiolm_jax.codec.model import SoundStream
+
+    model = SoundStream.from_config(config)
+    hop = model.cfg.hop
+    clip = int(round(config.data.clip_seconds * model.cfg.sample_rate))
+    if clip % hop:
+        raise ValueError(
+            f"config.data.clip_seconds={config.data.clip_seconds} gives {clip} samples, not a "
+            f"multiple of the codec's hop {hop}"
+        )
+    return (model, *audio_sources(config, model.cfg.sample_rate))
+
+
+TASKS: dict[str, Callable[[Any], tuple[Model, DataSource, DataSource]]] = {
+    "lm": build_lm,
+    "soundstream": build_soundstream,
+}
 
 
 def build(config: Any) -> tuple[Model, DataSource, DataSource]:

@@ -273,6 +273,70 @@ def cmd_sample(args) -> dict:
     }
 
 
+def cmd_codec(args) -> dict:
+    """Encode (tokenize) and decode times of audiolm-pytorch's SoundStream at the paper's size:
+    C = 32, strides (2, 4, 5, 8), D = 128, 12 x 1024 RVQ, without its optional local-attention
+    layers (SoundStream has none)."""
+    torch = _setup_torch(args.threads)
+    install_stubs()
+    import_audiolm_pytorch()
+    import torch.nn as tnn
+    from audiolm_pytorch import SoundStream
+
+    class _LossOnlyMel(tnn.Module):  # built by SoundStream for its training loss only
+        def __init__(self, *a, **k):
+            super().__init__()
+
+        def forward(self, x):
+            raise RuntimeError("torchaudio MelSpectrogram is a stub (training loss only)")
+
+    sys.modules["torchaudio.transforms"].MelSpectrogram = _LossOnlyMel
+    _note(
+        "torchaudio.transforms.MelSpectrogram: an empty module class (SoundStream builds it for "
+        "its multi-spectral training loss; encode/decode never call it)"
+    )
+    torch.manual_seed(args.seed)
+    ss = SoundStream(
+        channels=32,
+        strides=(2, 4, 5, 8),
+        codebook_dim=128,
+        codebook_size=1024,
+        rq_num_quantizers=12,
+        use_local_attn=False,
+        target_sample_hz=16000,
+    ).eval()
+    n_params = sum(p.numel() for n, p in ss.named_parameters() if "discr" not in n)
+    wav = torch.randn(args.batch, int(args.seconds * 16000)) * 0.1
+    times = {"encode": [], "decode": []}
+    with torch.inference_mode():
+        codes = ss.tokenize(wav)
+        for i in range(args.warmup + args.repeats):
+            t0 = time.perf_counter()
+            codes = ss.tokenize(wav)
+            t1 = time.perf_counter()
+            out = ss.decode_from_codebook_indices(codes)
+            t2 = time.perf_counter()
+            if i >= args.warmup:
+                times["encode"].append(t1 - t0)
+                times["decode"].append(t2 - t1)
+    enc, dec = statistics.median(times["encode"]), statistics.median(times["decode"])
+    return {
+        "impl": "audiolm-pytorch SoundStream",
+        "generator_params": n_params,
+        "batch": args.batch,
+        "seconds": args.seconds,
+        "codes_shape": list(codes.shape),
+        "out_shape": list(out.shape),
+        "encode_s": enc,
+        "decode_s": dec,
+        "encode_rtf": args.batch * args.seconds / enc,
+        "decode_rtf": args.batch * args.seconds / dec,
+        "times": times,
+        "threads": args.threads,
+        "notes": NOTES,
+    }
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -307,8 +371,17 @@ def main(argv=None) -> int:
     sp.add_argument("--repeats", type=int, default=1)
     sp.add_argument("--warmup", type=int, default=1, help="short (16-token) warmup runs")
 
+    sp = sub.add_parser("codec", help="time SoundStream tokenize / decode_from_codebook_indices")
+    common(sp)
+    sp.add_argument("--seconds", type=float, default=10.0)
+    sp.add_argument("--batch", type=int, default=1)
+    sp.add_argument("--repeats", type=int, default=3)
+    sp.add_argument("--warmup", type=int, default=1)
+
     args = p.parse_args(argv)
-    fn = {"check": cmd_check, "train": cmd_train, "sample": cmd_sample}[args.cmd]
+    fn = {"check": cmd_check, "train": cmd_train, "sample": cmd_sample, "codec": cmd_codec}[
+        args.cmd
+    ]
     with contextlib.redirect_stdout(sys.stderr):  # keep stdout for the one JSON line
         result = fn(args)
     sys.stdout.write(json.dumps(result) + "\n")

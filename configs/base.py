@@ -54,6 +54,71 @@ def markov_semantic_data(batch_size: int, seq_len: int) -> ml_collections.Config
     )
 
 
+def soundstream(**overrides) -> ml_collections.ConfigDict:
+    """A SoundStream codec config (audiolm_jax.codec), the paper's by default: 16 kHz, C = 32,
+    strides (2, 4, 5, 8) = 50 frames/s, D = 128 (not stated in the paper; common), 12 levels x
+    1024 codes = 6 kbps, EMA 0.99, k-means init, dead codes below 2 uses replaced, quantizer
+    dropout on every example (Zeghidour et al. 2021; ../shared/PAPER.md). Discriminators: three
+    waveform scales and an STFT one (window 1024, hop 256). Loss weights: see `loss`."""
+    c = ml_collections.ConfigDict()
+    c.model = "soundstream"
+    c.codec = ml_collections.ConfigDict(
+        dict(
+            sample_rate=16000,
+            seanet=dict(
+                channels=32,
+                dim=128,
+                strides=(2, 4, 5, 8),
+                dilations=(1, 3, 9),
+                kernel_size=7,
+                residual_kernel_size=7,
+                last_kernel_size=3,
+                dtype="float32",
+            ),
+            quantizer=dict(
+                levels=12,
+                codebook_size=1024,
+                code_dim=0,
+                l2_normalize=False,
+                ema_decay=0.99,
+                dead_code_threshold=2.0,
+                dropout=1.0,
+                kmeans_init=True,
+                kmeans_iters=10,
+            ),
+        )
+    )
+    c.discriminator = ml_collections.ConfigDict(
+        dict(
+            wave_scales=3,
+            wave_channels=16,
+            wave_max_channels=1024,
+            wave_downsamples=4,
+            stft_channels=32,
+            stft_window=1024,
+            stft_hop=256,
+            dtype="float32",
+        )
+    )
+    # Generator loss = rec * mel loss + commitment * commitment + adv * hinge + feat * feature
+    # matching; the adversarial terms (and the discriminator updates) start at adversarial_start.
+    c.loss = ml_collections.ConfigDict(
+        dict(rec=1.0, adv=1.0, feat=2.0, commitment=0.25, adversarial_start=2000)
+    )
+    c.data = ml_collections.ConfigDict(
+        dict(
+            source="corpus",  # the embedded speech corpus, or "folder" (data.path)
+            path="",
+            eval_every=10,  # folder: every 10th file (sorted) is held out
+            clip_seconds=1.0,
+            batch_size=16,
+            normalize_db=-20.0,
+        )
+    )
+    c.update(overrides)
+    return c
+
+
 def get_base_config() -> ml_collections.ConfigDict:
     """The shared skeleton: seed, model kind, optimizer, train loop."""
     c = ml_collections.ConfigDict()
@@ -90,6 +155,11 @@ def get_base_config() -> ml_collections.ConfigDict:
                 ["length", None],
                 ["layers", None],
                 ["relpos_buckets", None],
+                # The codec's convolutions: replicated (it is small; data parallelism).
+                ["conv_kernel", None],
+                ["conv_width", None],
+                ["conv_in", None],
+                ["conv_out", None],
             ]
         )
     )

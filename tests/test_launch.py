@@ -104,18 +104,27 @@ def test_launch_trains_and_writes_workdir(tmp_path):
     assert "Resuming from checkpoint" in (tmp_path / "log.txt").read_text()
 
 
-def test_quickstart_trains_samples_and_reports(tmp_path):
+@pytest.mark.slow
+def test_quickstart_trains_codec_and_semantic_stage_and_reports(tmp_path):
     out = _launch(
         "--config=quickstart",
         f"--workdir={tmp_path}",
-        "--config.train.steps=80",
-        "--config.train.eval_every=80",
-        "--config.train.checkpoint_every=80",
+        "--config.parts.codec.train.steps=60",
+        "--config.parts.codec.loss.adversarial_start=50",
+        "--config.parts.codec.train.eval_every=60",
+        "--config.parts.codec.train.checkpoint_every=60",
+        "--config.parts.semantic.train.steps=80",
+        "--config.parts.semantic.train.eval_every=80",
+        "--config.parts.semantic.train.checkpoint_every=80",
+        timeout=1200,
     )
     assert out.returncode == 0, out.stderr[-3000:]
     import json
 
-    q = json.loads((tmp_path / "quickstart.json").read_text())["quickstart"]
-    assert q["gap_closed"] > 0.8
-    assert q["sampled_transitions_following_chain"] > 0.5 > 10 * q["chance"]
+    q = json.loads((tmp_path / "quickstart.json").read_text())
+    assert q["codec"]["mel_distance"] < q["codec"]["mel_distance_untrained"]
+    assert len(list((tmp_path / "audio").glob("*.codec.wav"))) == 4
+    s = q["semantic"]
+    assert s["gap_closed"] > 0.8
+    assert s["sampled_transitions_following_chain"] > 0.5 > 10 * s["chance"]
     assert "Quickstart done" in (tmp_path / "log.txt").read_text()

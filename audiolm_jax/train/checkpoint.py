@@ -181,3 +181,45 @@ class Checkpointer:
     def close(self) -> None:
         self.manager.wait_until_finished()
         self.manager.close()
+
+
+def read_checkpoint(workdir: str, step: int | None = None) -> tuple[int, Any, dict]:
+    """(step, state, meta) of a checkpoint in `workdir` for inference: the saved TrainState as
+    a tree of arrays (dicts) on this process's first device, whatever layout it was saved from,
+    and the meta (its `config` is the training config). Newest step unless `step` is given.
+    Read-only: nothing in the workdir is moved or written."""
+    directory = os.path.join(os.path.abspath(workdir), "checkpoints")
+    if not os.path.isdir(directory):
+        raise FileNotFoundError(f"{workdir} holds no checkpoints (no {directory})")
+    manager = ocp.CheckpointManager(
+        directory,
+        options=ocp.CheckpointManagerOptions(read_only=True),
+        item_handlers={
+            "state": ocp.StandardCheckpointHandler(),
+            "meta": ocp.JsonCheckpointHandler(),
+        },
+    )
+    try:
+        steps = sorted(manager.all_steps())
+        if not steps:
+            raise FileNotFoundError(f"{directory} holds no finished checkpoint")
+        if step is None:
+            step = steps[-1]
+        elif step not in steps:
+            raise FileNotFoundError(f"{directory} has no step {step}; it has {steps}")
+        device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+        tree = manager.item_metadata(step)["state"]
+        target = jax.tree.map(
+            lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device),
+            tree,
+            is_leaf=lambda x: hasattr(x, "shape") and not isinstance(x, dict),
+        )
+        out = manager.restore(
+            step,
+            args=ocp.args.Composite(
+                state=ocp.args.StandardRestore(target), meta=ocp.args.JsonRestore()
+            ),
+        )
+        return step, out["state"], dict(out["meta"])
+    finally:
+        manager.close()

@@ -38,6 +38,10 @@ DEFAULT_RULES: tuple[tuple[str, Any], ...] = (
     ("length", None),
     ("layers", None),
     ("relpos_buckets", None),
+    ("conv_kernel", None),
+    ("conv_width", None),
+    ("conv_in", None),
+    ("conv_out", None),
 )
 
 

@@ -206,6 +206,19 @@ def state_shardings(model: Model, txs: dict, batch: Batch, seed: int, mesh, rule
     return shardings, abstract
 
 
+# Compiler options for code that runs once (initialisation): XLA:CPU spends most of an init's
+# compile time optimising the random-number kernels of every parameter; unoptimised code
+# compiles 2-3x faster and runs once.
+_ONCE_OPTIONS = {"cpu": {"xla_backend_optimization_level": 0}}
+
+
+def run_once(fn: Callable, *args, **jit_kwargs):
+    """`jax.jit(fn, **jit_kwargs)(*args)` compiled for code that runs once (initialisation,
+    k-means seeding): on CPU without XLA's backend optimisations, which compile 2-3x faster."""
+    lowered = jax.jit(fn, **jit_kwargs).lower(*args)
+    return lowered.compile(_ONCE_OPTIONS.get(jax.default_backend()))(*args)
+
+
 def batch_digest(batch: Batch) -> str:
     """SHA-1 of a batch's arrays: lets tests compare the batches two runs saw."""
     h = hashlib.sha1()
@@ -319,9 +332,9 @@ def _train(config, workdir, model, train_source, eval_source, mesh, rules) -> Tr
         ckpt.close()
         raise
     if restored is None:
-        state = jax.jit(
+        state = run_once(
             lambda: init_state(model, txs, sample, config.seed), out_shardings=state_sh
-        )()
+        )
         resumed_from = None
         log.info("Starting from scratch in %s (no checkpoint found).", workdir)
     else:

@@ -1,0 +1,95 @@
+"""Regenerates the embedded speech corpus (audiolm_jax/data/corpus/) with flite and espeak-ng.
+
+    python -m audiolm_jax.data.make_corpus      # needs Debian's flite and espeak-ng
+
+The corpus is committed, so nothing here runs at training time: the quickstart and the tests read
+the FLAC files. Eight voices from two synthesisers (four flite voices, four espeak-ng English
+accents) read Harvard sentences (IEEE 1969 recommended practice, public domain); two voices are
+held out for evaluation. `corpus.json` lists every file with its text, voice and accent, so
+evaluation can group results by speaker and score recognisers against the text.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import tempfile
+
+import numpy as np
+
+from audiolm_jax import dsp
+
+HERE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "corpus")
+RATE = 16000
+
+SENTENCES = [
+    "The birch canoe slid on the smooth planks.",
+    "Glue the sheet to the dark blue background.",
+    "It's easy to tell the depth of a well.",
+    "These days a chicken leg is a rare dish.",
+    "Rice is often served in round bowls.",
+    "The juice of lemons makes fine punch.",
+    "The box was thrown beside the parked truck.",
+    "The hogs were fed chopped corn and garbage.",
+    "Four hours of steady work faced us.",
+    "A large size in stockings is hard to sell.",
+]
+
+# (synthesiser, voice, accent label)
+VOICES = [
+    ("flite", "slt", "en-us"),
+    ("flite", "awb", "en-gb-scotland"),
+    ("flite", "kal16", "en-us"),
+    ("flite", "rms", "en-us"),
+    ("espeak-ng", "en-us+f3", "en-us"),
+    ("espeak-ng", "en-gb+m3", "en-gb"),
+    ("espeak-ng", "en-gb-scotland+m1", "en-gb-scotland"),
+    ("espeak-ng", "en-029+f2", "en-029"),
+]
+HELD_OUT = {"flite_rms", "espeak-ng_en-029+f2"}
+PER_VOICE = 6  # sentences each voice reads (a rotating subset: every sentence is read)
+
+
+def synthesize(synth: str, voice: str, text: str, path: str) -> None:
+    if synth == "flite":
+        cmd = ["flite", "-voice", voice, "-t", text, "-o", path]
+    else:
+        cmd = ["espeak-ng", "-v", voice, "-s", "150", "-w", path, text]
+    subprocess.run(cmd, check=True, capture_output=True)
+
+
+def main() -> None:
+    os.makedirs(HERE, exist_ok=True)
+    entries = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for v, (synth, voice, accent) in enumerate(VOICES):
+            speaker = f"{synth}_{voice}"
+            for j in range(PER_VOICE):
+                s = (v * 3 + j) % len(SENTENCES)
+                raw = os.path.join(tmp, "raw.wav")
+                synthesize(synth, voice, SENTENCES[s], raw)
+                wav, _ = dsp.read_audio(raw, RATE)
+                wav = 0.1 * wav / (np.sqrt(np.mean(wav**2)) + 1e-8)  # -20 dBFS RMS
+                wav = np.clip(wav, -0.99, 0.99)
+                name = f"{speaker.replace('+', '-')}_{s:02d}.flac"
+                dsp.write_audio(os.path.join(HERE, name), wav, RATE)
+                entries.append(
+                    dict(
+                        file=name,
+                        text=SENTENCES[s],
+                        speaker=speaker,
+                        synthesizer=synth,
+                        accent=accent,
+                        seconds=round(len(wav) / RATE, 3),
+                        split="eval" if speaker in HELD_OUT else "train",
+                    )
+                )
+    with open(os.path.join(HERE, "corpus.json"), "w") as f:
+        json.dump({"sample_rate": RATE, "files": entries}, f, indent=1)
+    total = sum(e["seconds"] for e in entries)
+    print(f"wrote {len(entries)} files, {total:.0f} s, to {HERE}")
+
+
+if __name__ == "__main__":
+    main()
