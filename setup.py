@@ -14,6 +14,8 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     packages=find_packages(include=["audiolm_jax", "audiolm_jax.*"]),
+    # The embedded speech corpus (audiolm_jax/data/make_corpus.py) the quickstart trains on.
+    package_data={"audiolm_jax.data": ["corpus/*.flac", "corpus/corpus.json"]},
     install_requires=[
         "jax>=0.8",
         "flax>=0.10",
@@ -23,6 +25,7 @@ setup(
         "absl-py",
         "numpy",
         "soundfile",
+        "soxr",  # resampling (dsp.resample)
         "librosa",
         "tensorflow-datasets",
         "seqio",

@@ -1,4 +1,4 @@
-"""`import audiolm_jax` and the training path never import TensorFlow."""
+"""`import audiolm_jax`, the training path and the codec never import TensorFlow."""
 
 import subprocess
 import sys
@@ -10,7 +10,8 @@ def test_no_tensorflow_on_the_training_path():
     code = (
         "import sys, audiolm_jax, audiolm_jax.layouts, audiolm_jax.train.trainer, "
         "audiolm_jax.lm.model, audiolm_jax.workflows, audiolm_jax.tasks, "
-        "audiolm_jax.data.synthetic;"
+        "audiolm_jax.data.synthetic, audiolm_jax.codec, audiolm_jax.codec.model, "
+        "audiolm_jax.dsp, audiolm_jax.data.audio, audiolm_jax.train.checkpoint;"
         "bad = [m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'seqio', "
         "'tensorflow_datasets')]; assert not bad, bad"
     )

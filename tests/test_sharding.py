@@ -20,23 +20,37 @@ def test_mesh_shape_fills_minus_one_and_names_errors():
         sharding.mesh_shape({"data": -1, "fsdp": 3}, 8)
 
 
-def test_eight_devices_equal_one_device():
+def _eight_device_result(script: str) -> dict:
     env = {
         **os.environ,
         "XLA_FLAGS": "--xla_force_host_platform_device_count=8",
         "PYTHONPATH": f"{REPO}:{REPO / 'tests'}",
     }
     out = subprocess.run(
-        [sys.executable, str(REPO / "tests" / "sharded_check.py")],
+        [sys.executable, str(REPO / "tests" / script)],
         env=env,
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=900,
         cwd=REPO,
     )
     assert out.returncode == 0, out.stderr[-4000:]
     line = next(x for x in out.stdout.splitlines() if x.startswith("RESULT "))
-    r = json.loads(line[len("RESULT ") :])
+    return json.loads(line[len("RESULT ") :])
+
+
+@pytest.mark.slow
+def test_codec_gan_data_parallel_over_eight_devices_equals_one_device():
+    r = _eight_device_result("sharded_codec_check.py")
+    for k, v in r["metrics_one"].items():
+        assert r["metrics_many"][k] == pytest.approx(v, rel=1e-4), k
+    assert r["max_rel_param_diff"] < 1e-4
+    assert r["max_codebook_diff"] < 1e-4  # EMA codebooks: the same updates from a split batch
+    assert r["batch_devices"] == 8
+
+
+def test_eight_devices_equal_one_device():
+    r = _eight_device_result("sharded_check.py")
     assert r["loss_one"] == pytest.approx(r["loss_many"], rel=1e-5)
     assert r["eval_one"] == pytest.approx(r["eval_many"], rel=1e-5)
     assert r["max_param_diff"] < 1e-5
