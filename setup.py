@@ -36,5 +36,7 @@ setup(
         "test": ["pytest", "pytest-xdist", "hypothesis", "ruff"],
         # Ahead-of-time TPU compiles on a CPU host for `--dry_run --target=v5e:4x4`.
         "tpu_aot": ["libtpu==0.0.42.*"],
+        # Quality metrics of benchmarks/bench_codec_quality.py (and Debian's opus-tools).
+        "bench": ["visqol-python", "pystoi"],
     },
 )

@@ -82,7 +82,13 @@ def _quickstart_codec(config: Any, workdir: str, n_audio: int) -> dict:
     import numpy as np
 
     from audiolm_jax import codec, dsp
-    from audiolm_jax.train.trainer import evaluate, init_state, make_eval_step, make_optimizers
+    from audiolm_jax.train.trainer import (
+        evaluate,
+        init_state,
+        make_eval_step,
+        make_optimizers,
+        run_once,
+    )
 
     stage_dir = os.path.join(workdir, "codec")
     summary, result, model, eval_source = _train(config, stage_dir)
@@ -90,7 +96,8 @@ def _quickstart_codec(config: Any, workdir: str, n_audio: int) -> dict:
     txs, _ = make_optimizers(config, model.groups, int(config.train.steps))
     start = {"index": 0}
     eval_source.set_state(start)
-    untrained = init_state(model, txs, next(eval_source), config.seed)
+    batch = next(eval_source)
+    untrained = run_once(lambda: init_state(model, txs, batch, config.seed))
     before = evaluate(jax.jit(make_eval_step(model)), untrained, eval_source, 4, start)
     c = codec.from_state(model.cfg, result.state.params, result.state.model_state)
     audio_dir = os.path.join(workdir, "audio")

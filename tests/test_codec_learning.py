@@ -9,7 +9,14 @@ import pytest
 
 from audiolm_jax import tasks
 from audiolm_jax.config import load_config
-from audiolm_jax.train.trainer import evaluate, init_state, make_eval_step, make_optimizers, train
+from audiolm_jax.train.trainer import (
+    evaluate,
+    init_state,
+    make_eval_step,
+    make_optimizers,
+    run_once,
+    train,
+)
 
 
 @pytest.mark.slow
@@ -19,7 +26,8 @@ def test_soundstream_tiny_halves_the_mel_distance_on_held_out_speech(tmp_path):
     model, train_source, eval_source = tasks.build(config)
     start = eval_source.get_state()
     txs, _ = make_optimizers(config, model.groups, int(config.train.steps))
-    untrained = init_state(model, txs, next(iter(train_source)), config.seed)
+    batch = next(iter(train_source))
+    untrained = run_once(lambda: init_state(model, txs, batch, config.seed))
     train_source.set_state({"index": 0})
     eval_step = jax.jit(make_eval_step(model))
     before = evaluate(eval_step, untrained, eval_source, 8, start)

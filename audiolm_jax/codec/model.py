@@ -4,7 +4,7 @@ Groups, updated in this order every step: "discriminator", then "generator" (enc
 and, for factorised codes, the quantizer's projections). `model_state` holds what gradients do
 not train: the EMA codebooks and the step counter that gates the adversarial losses.
 
-Generator loss = rec * multi-scale mel loss + commitment * commitment loss
+Generator loss = rec * multi-scale mel loss + wave * waveform L1 + commitment * commitment loss
                  + gate * (adv * hinge loss + feat * feature matching),
 gate = 1 from step `loss.adversarial_start` on. Before that the codec learns to reconstruct and
 the discriminators do not run at all (the stability recipe: see configs/soundstream_tiny.py).
@@ -72,6 +72,7 @@ class LossWeights:
     adv: float = 1.0
     feat: float = 2.0
     commitment: float = 0.25
+    wave: float = 0.0  # L1 on the waveform (EnCodec's time-domain term)
     adversarial_start: int = 0  # steps of reconstruction-only warm-up
 
 
@@ -165,6 +166,7 @@ class SoundStream(Model):
 
         recon, qz = self.generate(gparams, qstate, wav, n_q)
         rec = dsp.multiscale_mel_loss(wav, recon, self.cfg.sample_rate)
+        wave = jnp.mean(jnp.abs(wav - recon))
 
         def adv_terms():
             real, fake = disc(wav), disc(recon)
@@ -173,9 +175,16 @@ class SoundStream(Model):
         zero = jnp.zeros(())
         g_adv, feat = jax.lax.cond(adversarial, adv_terms, lambda: (zero, zero))
         w = self.w
-        loss = w.rec * rec + w.commitment * qz.commitment + w.adv * g_adv + w.feat * feat
+        loss = (
+            w.rec * rec
+            + w.wave * wave
+            + w.commitment * qz.commitment
+            + w.adv * g_adv
+            + w.feat * feat
+        )
         metrics = {
             "rec_loss": rec,
+            "wave_l1": wave,
             "commitment": qz.commitment,
             "g_adv": g_adv,
             "feat_match": feat,
