@@ -80,6 +80,15 @@ def _dry_run(*args):
     return out
 
 
+def test_dry_run_paper_codec_on_a_64_device_slice(tmp_path):
+    _dry_run("--config=soundstream_tpu", f"--workdir={tmp_path}", "--devices=64")
+    r = json.loads((tmp_path / "dry_run.json").read_text())
+    # 9.84M encoder + decoder, 19.83M discriminators; data parallel: every device holds all.
+    assert r["parameters"] == 29_668_773
+    assert r["per_device_bytes"]["params"] == 4 * 29_668_773
+    assert r["per_device_bytes"]["batch"] == 4 * 16000 * 128 // 64
+
+
 def test_dry_run_semantic_tpu_bytes_shrink_with_fsdp(tmp_path):
     from audiolm_jax.config import load_config
     from audiolm_jax.lm.transformer import TransformerConfig, count_params

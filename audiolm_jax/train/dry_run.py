@@ -195,7 +195,12 @@ def _log(r: dict) -> None:
     lines = [
         f"Dry run of {r['config']} on {r['where']}, mesh {r['mesh']}",
         f"  parameters            {r['parameters']:,}",
-        f"  model FLOPs per step  {r['model_flops_per_step']:.3e}",
+        "  model FLOPs per step  "
+        + (
+            f"{r['model_flops_per_step']:.3e}"
+            if r["model_flops_per_step"] is not None
+            else "not counted for this model"
+        ),
         "  per device:",
         f"    parameters          {_gib(b['params'])}",
         f"    optimizer state     {_gib(b['optimizer'])}",
