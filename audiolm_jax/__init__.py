@@ -4,6 +4,7 @@ Importing the package imports neither TensorFlow nor the data pipeline; submodul
 
     from audiolm_jax.lm.transformer import Transformer, TransformerConfig
     from audiolm_jax.train.trainer import train
+    from audiolm_jax import codec          # SoundStream: encode / decode / load
 """
 
 __version__ = "0.1.0"
