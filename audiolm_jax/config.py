@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import dataclasses
 import importlib
 import importlib.util
 import os
@@ -114,3 +115,17 @@ def split_overrides(argv: list[str]) -> tuple[list[str], list[tuple[str, str]]]:
             rest.append(arg)
         i += 1
     return rest, overrides
+
+
+def dataclass_from_config(cls, cfg, section: str, **fixed):
+    """`cls(**cfg)` for a frozen config dataclass, `fixed` overriding or adding fields (derived
+    values, converted types); a field `cls` does not have is an error naming `config.<section>`
+    and the fields it knows."""
+    # Fields only ever derived (in `fixed`, never in the config) are not the config's to set.
+    known = {f.name for f in dataclasses.fields(cls)} - (set(fixed) - set(cfg.keys()))
+    unknown = set(cfg.keys()) - known
+    if unknown:
+        raise ValueError(
+            f"config.{section} has unknown fields {sorted(unknown)}; known: {sorted(known)}"
+        )
+    return cls(**{**{k: cfg[k] for k in cfg.keys()}, **fixed})

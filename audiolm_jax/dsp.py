@@ -53,20 +53,30 @@ def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int = MEL_BINS) -> np.n
     return weights.astype(np.float32)
 
 
-def stft_magnitude(wav: jax.Array, n_fft: int, hop: int) -> jax.Array:
-    """|STFT| `[batch, frames, n_fft // 2 + 1]` with a periodic Hann window, centred frames
+def stft(wav: jax.Array, n_fft: int, hop: int) -> jax.Array:
+    """Complex STFT `[batch, frames, n_fft // 2 + 1]` with a periodic Hann window, centred frames
     (reflect padding of n_fft // 2 on both sides, as librosa's default)."""
     if wav.ndim != 2:
-        raise ValueError(f"stft_magnitude expects wav [batch, samples], got shape {wav.shape}")
+        raise ValueError(f"stft expects wav [batch, samples], got shape {wav.shape}")
     pad = n_fft // 2
     x = jnp.pad(wav, ((0, 0), (pad, pad)), mode="reflect")
     n_frames = 1 + (x.shape[1] - n_fft) // hop
     idx = np.arange(n_frames)[:, None] * hop + np.arange(n_fft)[None, :]
     window = jnp.asarray(np.hanning(n_fft + 1)[:-1], jnp.float32)
-    frames = x[:, idx] * window
-    spec = jnp.fft.rfft(frames, axis=-1)
+    return jnp.fft.rfft(x[:, idx] * window, axis=-1)
+
+
+def stft_magnitude(wav: jax.Array, n_fft: int, hop: int) -> jax.Array:
+    """|STFT| `[batch, frames, n_fft // 2 + 1]` (see `stft`)."""
+    spec = stft(wav, n_fft, hop)
     # sqrt(re^2 + im^2 + tiny): |z| has an infinite gradient at 0 (digital silence).
     return jnp.sqrt(jnp.real(spec) ** 2 + jnp.imag(spec) ** 2 + 1e-12)
+
+
+def normalize_loudness(wav: np.ndarray, db: float = -20.0) -> np.ndarray:
+    """Scales a waveform to an RMS of `db` dBFS, clipped to [-1, 1]."""
+    rms = float(np.sqrt(np.mean(np.square(wav)))) + 1e-8
+    return np.clip(wav * (10 ** (db / 20) / rms), -1.0, 1.0).astype(np.float32)
 
 
 def mel_spectrogram(

@@ -74,7 +74,7 @@ def main() -> None:
     conv = os.path.join(SHARED, "conversation_16k.wav")
     if os.path.exists(conv):
         wav, _ = dsp.read_audio(conv, c.sample_rate)
-        wav = 0.1 * wav / np.sqrt(np.mean(wav**2))  # the corpus' -20 dBFS
+        wav = dsp.normalize_loudness(wav, -20.0)  # the corpus' level
         clips["conversation_16k (real speech)"] = [
             wav[i : i + 80000] for i in range(0, 400000, 80000)
         ]

@@ -18,7 +18,8 @@ from typing import Any
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import numpy as np
+
+from audiolm_jax import dsp
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,16 +35,11 @@ class DiscriminatorConfig:
 
     @classmethod
     def from_config(cls, cfg: Any) -> DiscriminatorConfig:
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(cfg.keys()) - names
-        if unknown:
-            raise ValueError(
-                f"config.discriminator has unknown fields {sorted(unknown)}; known: {sorted(names)}"
-            )
-        kw = {k: cfg[k] for k in cfg.keys()}
-        if "dtype" in kw:
-            kw["dtype"] = jnp.dtype(kw["dtype"])
-        return cls(**kw)
+        from audiolm_jax.config import dataclass_from_config
+
+        return dataclass_from_config(
+            cls, cfg, "discriminator", dtype=jnp.dtype(cfg.get("dtype", "float32"))
+        )
 
 
 def _conv(features, kernel, strides=None, groups=1, name=None, dtype=jnp.float32):
@@ -97,13 +93,7 @@ class STFTDiscriminator(nn.Module):
     @nn.compact
     def __call__(self, wav: jax.Array):
         c = self.cfg
-        n, hop = c.stft_window, c.stft_hop
-        pad = n // 2
-        x = jnp.pad(wav, ((0, 0), (pad, pad)), mode="reflect")
-        frames = 1 + (x.shape[1] - n) // hop
-        idx = np.arange(frames)[:, None] * hop + np.arange(n)[None]
-        window = jnp.asarray(np.hanning(n + 1)[:-1], jnp.float32)
-        spec = jnp.fft.rfft(x[:, idx] * window, axis=-1)[..., :-1]  # drop Nyquist: F = n / 2
+        spec = dsp.stft(wav, c.stft_window, c.stft_hop)[..., :-1]  # drop Nyquist: F = n / 2
         h = jnp.stack([jnp.real(spec), jnp.imag(spec)], axis=-1)  # [b, t, f, 2]
         feats = []
         h = nn.leaky_relu(_conv(c.stft_channels, (7, 7), dtype=c.dtype, name="conv_in")(h), 0.2)

@@ -50,13 +50,9 @@ class RVQConfig:
 
     @classmethod
     def from_config(cls, cfg: Any, dim: int) -> RVQConfig:
-        fields = {f.name for f in dataclasses.fields(cls)} - {"dim"}
-        unknown = set(cfg.keys()) - fields
-        if unknown:
-            raise ValueError(
-                f"config.quantizer has unknown fields {sorted(unknown)}; known: {sorted(fields)}"
-            )
-        return cls(dim=dim, **{k: cfg[k] for k in cfg.keys()})
+        from audiolm_jax.config import dataclass_from_config
+
+        return dataclass_from_config(cls, cfg, "quantizer", dim=dim)
 
 
 def init_params(rng: jax.Array, cfg: RVQConfig) -> dict:

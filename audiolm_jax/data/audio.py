@@ -53,11 +53,10 @@ def load_clips(
             bad.append((p, str(e)))
             continue
         if normalize_db is not None:
-            rms = float(np.sqrt(np.mean(wav**2)))
-            if rms < 1e-6:
+            if float(np.sqrt(np.mean(wav**2))) < 1e-6:
                 bad.append((p, "silent"))
                 continue
-            wav = np.clip(wav * (10 ** (normalize_db / 20) / rms), -1.0, 1.0)
+            wav = dsp.normalize_loudness(wav, normalize_db)
         waves.append(wav.astype(np.float32))
     for p, why in bad:
         log.warning("Skipped audio file %s: %s", p, why)

@@ -70,8 +70,7 @@ def main() -> None:
                 raw = os.path.join(tmp, "raw.wav")
                 synthesize(synth, voice, SENTENCES[s], raw)
                 wav, _ = dsp.read_audio(raw, RATE)
-                wav = 0.1 * wav / (np.sqrt(np.mean(wav**2)) + 1e-8)  # -20 dBFS RMS
-                wav = np.clip(wav, -0.99, 0.99)
+                wav = np.clip(dsp.normalize_loudness(wav, -20.0), -0.99, 0.99)
                 name = f"{speaker.replace('+', '-')}_{s:02d}.flac"
                 dsp.write_audio(os.path.join(HERE, name), wav, RATE)
                 entries.append(
