@@ -82,22 +82,14 @@ def _quickstart_codec(config: Any, workdir: str, n_audio: int) -> dict:
     import numpy as np
 
     from audiolm_jax import codec, dsp
-    from audiolm_jax.train.trainer import (
-        evaluate,
-        init_state,
-        make_eval_step,
-        make_optimizers,
-        run_once,
-    )
+    from audiolm_jax.train.trainer import evaluate, initial_state, make_eval_step
 
     stage_dir = os.path.join(workdir, "codec")
     summary, result, model, eval_source = _train(config, stage_dir)
     # The untrained codec on the same held-out clips: what "learned" is measured against.
-    txs, _ = make_optimizers(config, model.groups, int(config.train.steps))
     start = {"index": 0}
     eval_source.set_state(start)
-    batch = next(eval_source)
-    untrained = run_once(lambda: init_state(model, txs, batch, config.seed))
+    untrained = initial_state(config, model, next(eval_source))
     before = evaluate(jax.jit(make_eval_step(model)), untrained, eval_source, 4, start)
     c = codec.from_state(model.cfg, result.state.params, result.state.model_state)
     audio_dir = os.path.join(workdir, "audio")

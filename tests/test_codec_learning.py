@@ -9,14 +9,7 @@ import pytest
 
 from audiolm_jax import tasks
 from audiolm_jax.config import load_config
-from audiolm_jax.train.trainer import (
-    evaluate,
-    init_state,
-    make_eval_step,
-    make_optimizers,
-    run_once,
-    train,
-)
+from audiolm_jax.train.trainer import evaluate, initial_state, make_eval_step, train
 
 
 @pytest.mark.slow
@@ -25,9 +18,7 @@ def test_soundstream_tiny_halves_the_mel_distance_on_held_out_speech(tmp_path):
     config.train.update(async_checkpoints=False, eval_batches=8)
     model, train_source, eval_source = tasks.build(config)
     start = eval_source.get_state()
-    txs, _ = make_optimizers(config, model.groups, int(config.train.steps))
-    batch = next(iter(train_source))
-    untrained = run_once(lambda: init_state(model, txs, batch, config.seed))
+    untrained = initial_state(config, model, next(iter(train_source)))
     train_source.set_state({"index": 0})
     eval_step = jax.jit(make_eval_step(model))
     before = evaluate(eval_step, untrained, eval_source, 8, start)

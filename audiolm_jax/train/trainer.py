@@ -191,6 +191,13 @@ def init_state(
     return state if boxed else nn.unbox(state)
 
 
+def initial_state(config: Any, model: Model, batch: Batch) -> TrainState:
+    """The state a run of `config` starts from (same seed, optimizers as configured), on the
+    default device: e.g. the untrained baseline an evaluation compares against."""
+    txs, _ = make_optimizers(config, model.groups, int(config.train.steps))
+    return run_once(lambda: init_state(model, txs, batch, config.seed))
+
+
 def state_shardings(model: Model, txs: dict, batch: Batch, seed: int, mesh, rules):
     """(NamedShardings of the TrainState, abstract state carrying them), without allocating."""
     boxed = jax.eval_shape(lambda: init_state(model, txs, batch, seed, boxed=True))
