@@ -33,10 +33,8 @@ def restore_state(path):
     device layout it was saved from."""
     import orbax.checkpoint as ocp
 
+    from audiolm_jax.train.checkpoint import single_device_target
+
     ckptr = ocp.StandardCheckpointer()
     meta = ckptr.metadata(str(path)).item_metadata
-    device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
-    target = jax.tree.map(
-        lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device), meta.tree
-    )
-    return ckptr.restore(str(path), target)
+    return ckptr.restore(str(path), single_device_target(meta.tree))

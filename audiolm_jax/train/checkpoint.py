@@ -183,6 +183,17 @@ class Checkpointer:
         self.manager.close()
 
 
+def single_device_target(metadata: Any) -> Any:
+    """ShapeDtypeStructs on this process's first device for a saved tree's array metadata:
+    restores a checkpoint whatever device layout it was saved from."""
+    device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+    return jax.tree.map(
+        lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device),
+        metadata,
+        is_leaf=lambda x: hasattr(x, "shape") and not isinstance(x, dict),
+    )
+
+
 def read_checkpoint(workdir: str, step: int | None = None) -> tuple[int, Any, dict]:
     """(step, state, meta) of a checkpoint in `workdir` for inference: the saved TrainState as
     a tree of arrays (dicts) on this process's first device, whatever layout it was saved from,
@@ -207,13 +218,7 @@ def read_checkpoint(workdir: str, step: int | None = None) -> tuple[int, Any, di
             step = steps[-1]
         elif step not in steps:
             raise FileNotFoundError(f"{directory} has no step {step}; it has {steps}")
-        device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
-        tree = manager.item_metadata(step)["state"]
-        target = jax.tree.map(
-            lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device),
-            tree,
-            is_leaf=lambda x: hasattr(x, "shape") and not isinstance(x, dict),
-        )
+        target = single_device_target(manager.item_metadata(step)["state"])
         out = manager.restore(
             step,
             args=ocp.args.Composite(
