@@ -74,8 +74,8 @@ def stft_magnitude(wav: jax.Array, n_fft: int, hop: int) -> jax.Array:
 
 
 def normalize_loudness(wav: np.ndarray, db: float = -20.0) -> np.ndarray:
-    """Scales a waveform to an RMS of `db` dBFS, clipped to [-1, 1]."""
-    rms = float(np.sqrt(np.mean(np.square(wav)))) + 1e-8
+    """Scales a (not silent) waveform to an RMS of `db` dBFS, clipped to [-1, 1]."""
+    rms = float(np.sqrt(np.mean(wav**2)))
     return np.clip(wav * (10 ** (db / 20) / rms), -1.0, 1.0).astype(np.float32)
 
 
