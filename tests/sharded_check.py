@@ -30,8 +30,10 @@ def config():
     return c
 
 
-def run(mesh_cfg, devices):
-    c = config()
+def run(mesh_cfg, devices, c=None):
+    """Trains `c` (default: this file's tiny LM) from scratch on `devices` laid out as
+    `mesh_cfg`, in a throwaway workdir."""
+    c = c or config()
     mesh = sharding.make_mesh(mesh_cfg, devices)
     with tempfile.TemporaryDirectory() as d:
         result = train(c, d, *tasks.build(c), mesh=mesh)

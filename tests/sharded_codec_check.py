@@ -3,15 +3,12 @@ phases) on one device and data-parallel over 8, prints a JSON verdict."""
 
 import json
 import sys
-import tempfile
 
 import jax
 import numpy as np
+from sharded_check import run
 
-from audiolm_jax import tasks
 from audiolm_jax.config import load_config
-from audiolm_jax.train import sharding
-from audiolm_jax.train.trainer import train
 
 
 def config():
@@ -31,17 +28,10 @@ def config():
     return c
 
 
-def run(mesh_cfg, devices):
-    c = config()
-    mesh = sharding.make_mesh(mesh_cfg, devices)
-    with tempfile.TemporaryDirectory() as d:
-        return train(c, d, *tasks.build(c), mesh=mesh)
-
-
 def main():
     assert jax.device_count() == 8, jax.device_count()
-    one = run({"data": 1}, jax.devices()[:1])
-    many = run({"data": 8}, jax.devices())
+    one = run({"data": 1}, jax.devices()[:1], config())
+    many = run({"data": 8}, jax.devices(), config())
     rel = []
     for a, b in zip(
         jax.tree.leaves(jax.device_get(one.state.params)),
