@@ -142,6 +142,37 @@ def si_sdr(reference: jax.Array, estimate: jax.Array) -> jax.Array:
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg")
 
 
+def prepare_audio(
+    wav, model_rate: int, multiple: int, sample_rate: int | None = None, what: str = "audio"
+) -> jax.Array:
+    """Checks and shapes audio for a model's `encode`: `[samples]` or `[batch, samples]` float
+    -> `[batch, samples']` float32 at `model_rate`, right-padded with zeros to a multiple of
+    `multiple` samples. Audio at another `sample_rate` is resampled on the host with a warning.
+    Raises ValueError naming `what` for a wrong rank, empty or non-finite audio, or a rate
+    change under jit (traced audio is checked for shape only)."""
+    traced = isinstance(wav, jax.core.Tracer)
+    ndim = np.ndim(wav)
+    if ndim not in (1, 2):
+        raise ValueError(f"{what} must be [samples] or [batch, samples], got shape {np.shape(wav)}")
+    if np.shape(wav)[-1] == 0:
+        raise ValueError(f"{what} is empty: shape {np.shape(wav)}")
+    if sample_rate is not None and sample_rate != model_rate:
+        if traced:
+            raise ValueError(
+                f"{what} at {sample_rate} Hz for a {model_rate} Hz model: resample before jit "
+                "(resampling runs on the host)"
+            )
+        log.warning("Audio at %d Hz resampled to the model's %d Hz.", sample_rate, model_rate)
+        wav = resample(np.asarray(wav), sample_rate, model_rate)
+    if not traced and not np.all(np.isfinite(np.asarray(wav))):
+        raise ValueError(f"{what} holds NaN or infinite samples")
+    wav = jnp.asarray(wav, jnp.float32)
+    if ndim == 1:
+        wav = wav[None]
+    pad = -wav.shape[-1] % multiple
+    return jnp.pad(wav, ((0, 0), (0, pad))) if pad else wav
+
+
 def resample(wav: np.ndarray, orig_rate: int, target_rate: int) -> np.ndarray:
     """Band-limited resampling on the host (soxr, high quality) along the last axis."""
     if orig_rate == target_rate:

@@ -1,6 +1,6 @@
 """Assembles (model, train data, eval data) from a config: the one place `config.model` is read.
 
-Later issues register the codec GAN, w2v-BERT and the audio-token stages here.
+Registered: the stage LMs, the SoundStream codec GAN, w2v-BERT.
 """
 
 from __future__ import annotations
@@ -98,9 +98,18 @@ def build_soundstream(config: Any) -> tuple[Model, DataSource, DataSource]:
     return (model, *audio_sources(config, model.cfg.sample_rate))
 
 
+def build_w2v_bert(config: Any) -> tuple[Model, DataSource, DataSource]:
+    """w2v-BERT pretraining on clips of audio."""
+    from audiolm_jax.semantic.w2v_bert import W2VBert
+
+    model = W2VBert.from_config(config)
+    return (model, *audio_sources(config, model.cfg.sample_rate))
+
+
 TASKS: dict[str, Callable[[Any], tuple[Model, DataSource, DataSource]]] = {
     "lm": build_lm,
     "soundstream": build_soundstream,
+    "w2v_bert": build_w2v_bert,
 }
 
 

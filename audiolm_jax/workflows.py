@@ -207,6 +207,19 @@ def run_reconstruct(
     return summary
 
 
+def run_fit_kmeans(config: Any, workdir: str) -> dict:
+    """Fits the semantic tokenizer's k-means over a layer of the w2v-BERT trained in `workdir`
+    (config.semantic: layer, k, batches) and saves it to `<workdir>/kmeans`."""
+    from audiolm_jax import semantic
+    from audiolm_jax.semantic.fit import fit_kmeans
+
+    cfg, params, _ = semantic.load_model(workdir)
+    _, summary = fit_kmeans(
+        config, workdir, cfg, params, overwrite=bool(config.semantic.get("overwrite", False))
+    )
+    return summary
+
+
 def run_dry_run(
     config: Any, workdir: str, *, devices: int | None = None, target: str | None = None
 ) -> dict:
@@ -221,6 +234,11 @@ def run_dry_run(
     return report
 
 
-MODES = {"train": run_train, "quickstart": run_quickstart, "reconstruct": run_reconstruct}
+MODES = {
+    "train": run_train,
+    "quickstart": run_quickstart,
+    "reconstruct": run_reconstruct,
+    "fit_kmeans": run_fit_kmeans,
+}
 # launch.py flags a mode takes, passed as keyword arguments.
 MODE_FLAGS = {"reconstruct": ("input", "levels")}

@@ -119,6 +119,77 @@ def soundstream(**overrides) -> ml_collections.ConfigDict:
     return c
 
 
+def w2v_bert(**overrides) -> ml_collections.ConfigDict:
+    """A w2v-BERT config (audiolm_jax.semantic.w2v_bert), the paper's XL by default: 80-bin
+    log-mel, 4x conv subsampling (25 frames/s at 16 kHz), 12 contrastive + 12 MLM conformer
+    layers, d_model 1024, 8 heads, conv kernel 5, one 1024 x 1024 Gumbel codebook, masking
+    p = 0.065 span 10, L = L_c + 0.1 L_d + L_mlm (Chung et al. 2021; ../shared/PAPER.md).
+
+    `semantic` names what AudioLM clusters: k-means (K = 1024) over layer N + 7 (the MLM
+    module's 7th), each dimension normalised to zero mean, unit variance first."""
+    c = ml_collections.ConfigDict()
+    c.model = "w2v_bert"
+    c.w2v_bert = ml_collections.ConfigDict(
+        dict(
+            sample_rate=16000,
+            n_mels=80,
+            n_fft=400,
+            hop=160,
+            conv_channels=128,
+            d_model=1024,
+            num_heads=8,
+            d_ff=4096,
+            conv_kernel=5,
+            contrastive_layers=12,
+            mlm_layers=12,
+            codebook_size=1024,
+            code_dim=1024,
+            proj_dim=768,
+            dropout=0.1,
+            mask_prob=0.065,
+            mask_span=10,
+            num_negatives=100,
+            temperature=0.1,
+            gumbel_start=2.0,
+            gumbel_end=0.5,
+            gumbel_decay=0.999995,
+            diversity_weight=0.1,
+            mlm_weight=1.0,
+            rel_buckets=32,
+            rel_max_distance=128,
+            scan_layers=True,
+            remat="none",
+            dtype="float32",
+            attention_impl=ml_collections.FieldReference(None, field_type=str),
+        )
+    )
+    # k-means over one layer (launch.py --mode=fit_kmeans): `steps` mini-batches of
+    # `batch_size` clips, the first `init_batches` of them seed k-means++.
+    c.semantic = ml_collections.ConfigDict(
+        dict(
+            layer=19,
+            k=1024,
+            stats_batches=50,
+            steps=2000,
+            init_batches=4,
+            batch_size=16,
+            overwrite=False,
+        )
+    )
+    c.data = ml_collections.ConfigDict(
+        dict(
+            source="corpus",
+            path="",
+            eval_every=10,
+            clip_seconds=10.0,
+            batch_size=32,
+            normalize_db=-20.0,
+        )
+    )
+    c.update(overrides)
+    return c
+
+
 def get_base_config() -> ml_collections.ConfigDict:
     """The shared skeleton: seed, model kind, optimizer, train loop."""
     c = ml_collections.ConfigDict()
@@ -160,6 +231,8 @@ def get_base_config() -> ml_collections.ConfigDict:
                 ["conv_width", None],
                 ["conv_in", None],
                 ["conv_out", None],
+                # w2v-BERT's quantizer code vectors (another axis than embed on one kernel).
+                ["code", None],
             ]
         )
     )

@@ -1,6 +1,9 @@
 """Shared test set-up: JAX's persistent compilation cache, tiny configs, shared audio path."""
 
+import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import jax
@@ -38,3 +41,24 @@ def restore_state(path):
     ckptr = ocp.StandardCheckpointer()
     meta = ckptr.metadata(str(path)).item_metadata
     return ckptr.restore(str(path), single_device_target(meta.tree))
+
+
+def eight_device_result(script: str) -> dict:
+    """Runs tests/<script> with 8 fake CPU devices (XLA_FLAGS set before jax starts) and
+    returns the JSON it prints on its `RESULT ` line."""
+    env = {
+        **os.environ,
+        "XLA_FLAGS": "--xla_force_host_platform_device_count=8",
+        "PYTHONPATH": f"{REPO}:{REPO / 'tests'}",
+    }
+    out = subprocess.run(
+        [sys.executable, str(REPO / "tests" / script)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        cwd=REPO,
+    )
+    assert out.returncode == 0, out.stderr[-4000:]
+    line = next(x for x in out.stdout.splitlines() if x.startswith("RESULT "))
+    return json.loads(line[len("RESULT ") :])

@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import REPO, restore_state
+from conftest import REPO, eight_device_result, restore_state
 
 from audiolm_jax.train import sharding
 
@@ -20,28 +20,9 @@ def test_mesh_shape_fills_minus_one_and_names_errors():
         sharding.mesh_shape({"data": -1, "fsdp": 3}, 8)
 
 
-def _eight_device_result(script: str) -> dict:
-    env = {
-        **os.environ,
-        "XLA_FLAGS": "--xla_force_host_platform_device_count=8",
-        "PYTHONPATH": f"{REPO}:{REPO / 'tests'}",
-    }
-    out = subprocess.run(
-        [sys.executable, str(REPO / "tests" / script)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-        cwd=REPO,
-    )
-    assert out.returncode == 0, out.stderr[-4000:]
-    line = next(x for x in out.stdout.splitlines() if x.startswith("RESULT "))
-    return json.loads(line[len("RESULT ") :])
-
-
 @pytest.mark.slow
 def test_codec_gan_data_parallel_over_eight_devices_equals_one_device():
-    r = _eight_device_result("sharded_codec_check.py")
+    r = eight_device_result("sharded_codec_check.py")
     for k, v in r["metrics_one"].items():
         assert r["metrics_many"][k] == pytest.approx(v, rel=1e-4), k
     assert r["max_rel_param_diff"] < 1e-4
@@ -50,7 +31,7 @@ def test_codec_gan_data_parallel_over_eight_devices_equals_one_device():
 
 
 def test_eight_devices_equal_one_device():
-    r = _eight_device_result("sharded_check.py")
+    r = eight_device_result("sharded_check.py")
     assert r["loss_one"] == pytest.approx(r["loss_many"], rel=1e-5)
     assert r["eval_one"] == pytest.approx(r["eval_many"], rel=1e-5)
     assert r["max_param_diff"] < 1e-5

@@ -58,30 +58,7 @@ def prepare(codec: Codec, wav: Any, sample_rate: int | None = None) -> jax.Array
     """Checks and shapes audio for `encode`: `[samples]` or `[batch, samples]` float; resampled
     (with a warning) when `sample_rate` differs from the codec's; right-padded with zeros to a
     whole number of frames. Raises ValueError for wrong rank, empty or non-finite audio."""
-    ndim = np.ndim(wav)
-    if ndim not in (1, 2):
-        raise ValueError(
-            f"codec audio must be [samples] or [batch, samples], got shape {np.shape(wav)}"
-        )
-    if np.shape(wav)[-1] == 0:
-        raise ValueError(f"codec audio is empty: shape {np.shape(wav)}")
-    if sample_rate is not None and sample_rate != codec.sample_rate:
-        if _is_traced(wav):
-            raise ValueError(
-                f"audio at {sample_rate} Hz for a {codec.sample_rate} Hz codec: resample before "
-                "jit (resampling runs on the host)"
-            )
-        log.warning(
-            "Audio at %d Hz resampled to the codec's %d Hz.", sample_rate, codec.sample_rate
-        )
-        wav = dsp.resample(np.asarray(wav), sample_rate, codec.sample_rate)
-    if not _is_traced(wav) and not np.all(np.isfinite(np.asarray(wav))):
-        raise ValueError("codec audio holds NaN or infinite samples")
-    wav = jnp.asarray(wav, jnp.float32)
-    if ndim == 1:
-        wav = wav[None]
-    pad = -wav.shape[-1] % codec.hop
-    return jnp.pad(wav, ((0, 0), (0, pad))) if pad else wav
+    return dsp.prepare_audio(wav, codec.sample_rate, codec.hop, sample_rate, "codec audio")
 
 
 def encode(

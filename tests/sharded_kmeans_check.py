@@ -1,0 +1,51 @@
+"""Run in a subprocess with 8 fake CPU devices (XLA_FLAGS set before jax starts): streams the same
+batches through `kmeans.fit_minibatch` on one device and data-parallel over a 1-D mesh of 8
+("data" axis), prints a JSON verdict on a line starting with RESULT."""
+
+import json
+
+import jax
+import numpy as np
+from jax.sharding import Mesh
+
+from audiolm_jax import kmeans
+
+
+def batches(count: int, n: int, d: int = 16, components: int = 24):
+    """`count` batches of `n` points of a fixed Gaussian mixture (n not a multiple of 8, so the
+    sharded run pads)."""
+    centers = np.random.default_rng(0).normal(size=(components, d)).astype(np.float32) * 3.0
+    for i in range(count):
+        r = np.random.default_rng(1 + i)
+        labels = r.integers(components, size=n)
+        yield centers[labels] + r.normal(size=(n, d)).astype(np.float32)
+
+
+def main():
+    devices = jax.devices()
+    assert len(devices) == 8, devices
+    mesh = Mesh(np.array(devices), ("data",))
+    # Seeding from points that include far outliers leaves clusters no batch reaches, so the
+    # random reassignment runs too (it resets counts, hence total_count != points seen).
+    first = next(batches(1, 1020))
+    outliers = 100.0 + np.random.default_rng(9).normal(size=(6, first.shape[1]))
+    init_points = np.concatenate([first, outliers.astype(np.float32)])
+    kwargs = dict(k=16, init_points=init_points, reassignment_ratio=0.05, reassign_every=5)
+    one_c, one_n = kmeans.fit_minibatch(batches(30, 1020), rng=jax.random.key(3), **kwargs)
+    many_c, many_n = kmeans.fit_minibatch(
+        batches(30, 1020), rng=jax.random.key(3), mesh=mesh, **kwargs
+    )
+    result = {
+        "max_centroid_diff": float(np.max(np.abs(np.asarray(one_c) - np.asarray(many_c)))),
+        "max_count_diff": float(np.max(np.abs(np.asarray(one_n) - np.asarray(many_n)))),
+        "total_count": float(np.sum(np.asarray(many_n))),
+        "points": 30 * 1020,
+        "centroid_devices": len(many_c.sharding.device_set),
+        "replicated": bool(many_c.sharding.is_fully_replicated),
+        "one_device": len(one_c.sharding.device_set),
+    }
+    print("RESULT " + json.dumps(result), flush=True)
+
+
+if __name__ == "__main__":
+    main()
