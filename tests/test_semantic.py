@@ -124,20 +124,22 @@ def test_span_mask_covers_about_half_the_frames_in_spans():
     assert short.any(axis=1).all()
 
 
-def test_contrastive_loss_rewards_matching_context_and_skips_same_code_distractors():
+def test_contrastive_loss_rewards_matching_context_and_punishes_collapse():
     rng = np.random.default_rng(4)
     target = jnp.asarray(rng.normal(size=(2, 40, 8)), jnp.float32)
-    ids = jnp.asarray(rng.integers(0, 1000, (2, 40)), jnp.int32)
     mask = jnp.ones((2, 40), bool)
     key = jax.random.key(0)
-    loss = jax.jit(wb.contrastive_loss, static_argnums=(5, 6))
-    good, acc = loss(target, target, ids, mask, key, 10, 0.1)
+    loss = jax.jit(wb.contrastive_loss, static_argnums=(4, 5, 6))
+    good, acc = loss(target, target, mask, key, 10, 0.1, "masked")
     noise = jnp.asarray(rng.normal(size=(2, 40, 8)), jnp.float32)
-    bad, _ = loss(noise, target, ids, mask, key, 10, 0.1)
+    bad, _ = loss(noise, target, mask, key, 10, 0.1, "all")
     assert float(good) < 0.5 < float(bad) and float(acc) == 1.0
-    # Every distractor shares the frame's code: nothing to contrast, loss 0.
-    same, _ = loss(noise, target, jnp.zeros_like(ids), mask, key, 10, 0.1)
-    assert float(same) == pytest.approx(0.0, abs=1e-5)
+    # A collapsed quantizer (one target for every frame) scores the worst: log(1 + negatives).
+    same = jnp.broadcast_to(target[:, :1], target.shape)
+    worst, _ = loss(noise, same, mask, key, 10, 0.1, "masked")
+    assert float(worst) == pytest.approx(np.log(11), rel=1e-4)
+    with pytest.raises(ValueError, match="negatives_from"):
+        loss(noise, same, mask, key, 10, 0.1, "nearby")
 
 
 def test_training_loss_is_finite_and_reports_every_metric(params):

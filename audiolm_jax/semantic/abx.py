@@ -26,6 +26,7 @@ import shutil
 import subprocess
 import tempfile
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -433,3 +434,57 @@ def abx_error(
         "across": summary(across, "per_direction"),
         "within": summary(within, "per_synth"),
     }
+
+
+# --- scoring a tokenizer --------------------------------------------------------------------------
+
+
+def encode_words(
+    fn: Callable[[np.ndarray], Any], wavs: Sequence[np.ndarray], frame: int, bucket: int = 8
+) -> list[np.ndarray]:
+    """`fn(wav [samples]) -> [1, frames, ...]` over words of any length with few compiles: each
+    word is zero-padded to a multiple of `bucket` frames of `frame` samples, and the output cut
+    back to the word's own ceil(samples / frame) frames."""
+    out = []
+    for w in wavs:
+        n = -(-len(w) // frame)
+        padded = np.pad(np.asarray(w, np.float32), (0, -len(w) % (bucket * frame)))
+        out.append(np.asarray(fn(padded))[0, :n])
+    return out
+
+
+def read_items(items: Sequence[dict], sample_rate: int = 16000) -> list[np.ndarray]:
+    """The waveforms of `synthesize_words`' items."""
+    return [dsp.read_audio(it["path"], sample_rate)[0] for it in items]
+
+
+def tokenizer_abx(tok: Any, items: Sequence[dict], wavs: Sequence[np.ndarray]) -> dict:
+    """`abx_error` of a semantic tokenizer's ids (audiolm_jax.semantic) with `token_dtw`."""
+    from audiolm_jax import semantic
+
+    reps = encode_words(lambda w: semantic.encode(tok, w), wavs, tok.samples_per_frame)
+    return abx_error([{**it, "rep": r} for it, r in zip(items, reps)], token_dtw)
+
+
+def logmel_kmeans_abx(
+    items: Sequence[dict],
+    wavs: Sequence[np.ndarray],
+    train_wavs: Sequence[np.ndarray],
+    k: int,
+    seed: int = 0,
+    n_mels: int = 40,
+) -> dict:
+    """The spectral baseline a semantic tokenizer must beat: k-means (K = `k`, k-means++ and
+    Lloyd) over `log_mel_frames` of `train_wavs` (100 frames/s), each word's frames replaced
+    by their nearest centroid's id, `abx_error` with `token_dtw`."""
+    from audiolm_jax import kmeans
+
+    train = np.concatenate([log_mel_frames(w, n_mels=n_mels) for w in train_wavs])
+    centroids, _ = jax.jit(kmeans.fit, static_argnums=(1, 3))(
+        jnp.asarray(train), k, jax.random.key(seed), 20
+    )
+    assign = jax.jit(kmeans.assign)
+    reps = [
+        np.asarray(assign(jnp.asarray(log_mel_frames(w, n_mels=n_mels)), centroids)) for w in wavs
+    ]
+    return abx_error([{**it, "rep": r} for it, r in zip(items, reps)], token_dtw)

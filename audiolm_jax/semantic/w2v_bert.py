@@ -66,7 +66,11 @@ class W2VBertConfig:
     mask_prob: float = 0.065
     mask_span: int = 10
     num_negatives: int = 100
+    negatives_from: str = "masked"  # "masked" frames (wav2vec 2.0) | "all" frames of the clip
     temperature: float = 0.1  # of the contrastive cosine logits
+    # Std of the quantizer's initial logits. At 1 the Gumbel noise outweighs them and the
+    # targets start as noise; larger starts them as a fixed random partition of the features.
+    quantizer_init_scale: float = 1.0
     gumbel_start: float = 2.0  # Gumbel-softmax temperature: start * decay^step, floored at end
     gumbel_end: float = 0.5
     gumbel_decay: float = 0.999995
@@ -287,6 +291,7 @@ class GumbelQuantizer(nn.Module):
             ("embed", "vocab"),
             1,
             cfg.compute_dtype,
+            init_scale=cfg.quantizer_init_scale,
             out_dtype=jnp.float32,
             name="logits",
         )(x).astype(jnp.float32)
@@ -382,33 +387,45 @@ def span_mask(rng: jax.Array, batch: int, frames: int, prob: float, span: int) -
 def contrastive_loss(
     context: jax.Array,
     target: jax.Array,
-    ids: jax.Array,
     mask: jax.Array,
     rng: jax.Array,
     num_negatives: int,
     temperature: float,
+    negatives_from: str = "masked",
 ) -> tuple[jax.Array, jax.Array]:
     """wav2vec 2.0's contrastive task at the masked frames: pick the frame's quantized target
     among `num_negatives` distractors drawn uniformly from the other masked frames of the same
-    utterance, by cosine similarity / temperature. A distractor with the target's own code is
-    left out (it is not a different answer). Returns (mean loss over masked frames, accuracy).
+    utterance (`negatives_from="masked"`) or from all its other frames ("all"), by cosine
+    similarity / temperature. Returns (mean loss over masked frames, accuracy).
+
+    Distractors that share the target's code stay in (wav2vec 2.0 drops them): dropping them
+    rewards a collapsed codebook, where every distractor is dropped and the loss is 0 (seen
+    within 50 steps on one batch); kept, collapse costs the most, log(1 + num_negatives).
+
+    In short clips the masked frames are a few spans, so "masked" distractors are mostly the
+    target's neighbours in its own span: near-copies that no context can tell apart. "all"
+    keeps the task learnable there (configs/w2v_bert_tiny.py).
     """
     b, t, _ = context.shape
     cn = context * jax.lax.rsqrt(jnp.sum(context**2, -1, keepdims=True) + 1e-8)
     tn = target * jax.lax.rsqrt(jnp.sum(target**2, -1, keepdims=True) + 1e-8)
     sims = jnp.einsum("btp,bsp->bts", cn, tn) / temperature  # [b, t, t]
     pos = jnp.diagonal(sims, axis1=1, axis2=2)  # [b, t]
-    n_masked = mask.sum(1)
-    order = jnp.argsort(~mask, axis=1, stable=True)  # masked frames first, in time order
-    rank = jnp.cumsum(mask, axis=1) - 1
+    if negatives_from == "all":
+        pool = jnp.ones_like(mask)
+    elif negatives_from == "masked":
+        pool = mask
+    else:
+        raise ValueError(f"negatives_from must be 'masked' or 'all', got {negatives_from!r}")
+    n_masked = pool.sum(1)
+    order = jnp.argsort(~pool, axis=1, stable=True)  # pool frames first, in time order
+    rank = jnp.cumsum(pool, axis=1) - 1
     hi = jnp.maximum(n_masked - 1, 1)[:, None, None]
     r = jax.random.randint(rng, (b, t, num_negatives), 0, hi)
     r = r + (r >= rank[..., None])  # skip the frame itself
     neg_idx = jnp.take_along_axis(order, r.reshape(b, -1), axis=1).reshape(b, t, num_negatives)
     neg = jnp.take_along_axis(sims, neg_idx, axis=2)
-    neg_ids = jnp.take_along_axis(ids, neg_idx.reshape(b, -1), axis=1).reshape(neg_idx.shape)
-    valid = (neg_ids != ids[..., None]) & (n_masked[:, None, None] > 1)
-    neg = jnp.where(valid, neg, tfm.NEG_INF)
+    neg = jnp.where(n_masked[:, None, None] > 1, neg, tfm.NEG_INF)  # no other frame to draw
     logits = jnp.concatenate([pos[..., None], neg], axis=-1)
     per_frame = jax.nn.logsumexp(logits, axis=-1) - pos
     w = mask.astype(jnp.float32)
@@ -520,7 +537,13 @@ class W2VBert(Model):
         )
         ids = out["ids"]
         l_c, c_acc = contrastive_loss(
-            out["context"], out["target"], ids, mask, k_neg, cfg.num_negatives, cfg.temperature
+            out["context"],
+            out["target"],
+            mask,
+            k_neg,
+            cfg.num_negatives,
+            cfg.temperature,
+            cfg.negatives_from,
         )
         avg_probs = jnp.mean(out["probs"].reshape(-1, cfg.codebook_size), axis=0)
         prob_ppl = perplexity(avg_probs)

@@ -298,6 +298,19 @@ def evaluate(
     return _mean_metrics(history)
 
 
+def evaluate_untrained(
+    config: Any, model: Model, source: DataSource, num_batches: int = 4
+) -> tuple[dict[str, float], TrainState]:
+    """(held-out metrics, state) of the untrained model `config` starts from, on the first
+    `num_batches` batches of `source`: the baseline that says how much a run learned."""
+    start = {"index": 0}
+    source.set_state(start)
+    untrained = initial_state(config, model, next(source))
+    return evaluate(
+        jax.jit(make_eval_step(model)), untrained, source, num_batches, start
+    ), untrained
+
+
 def train(
     config: Any,
     workdir: str,
