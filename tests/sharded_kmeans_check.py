@@ -44,7 +44,47 @@ def main():
         "replicated": bool(many_c.sharding.is_fully_replicated),
         "one_device": len(one_c.sharding.device_set),
     }
+    result.update(fit_kmeans_workflow())
     print("RESULT " + json.dumps(result), flush=True)
+
+
+def fit_kmeans_workflow() -> dict:
+    """`launch.py --mode=fit_kmeans`'s core on 8 devices: an untrained tiny w2v-BERT, k-means
+    over its layer split over the data axis, saved, loaded, used."""
+    import tempfile
+
+    import flax.linen as nn
+    import jax.numpy as jnp
+
+    from audiolm_jax import semantic
+    from audiolm_jax.config import load_config
+    from audiolm_jax.semantic import w2v_bert
+    from audiolm_jax.semantic.fit import fit_kmeans
+
+    c = load_config("w2v_bert_tiny")
+    c.w2v_bert.update(contrastive_layers=1, mlm_layers=1, d_model=32, d_ff=64)
+    c.semantic.update(layer=1, k=8, stats_batches=2, steps=4, init_batches=1, batch_size=4)
+    c.data.clip_seconds = 1.0
+    cfg = w2v_bert.W2VBertConfig.from_config(c.w2v_bert)
+    params, _ = w2v_bert.W2VBert(cfg).init(jax.random.key(0), {"wav": jnp.zeros((1, 16000))})
+    with tempfile.TemporaryDirectory() as d:
+        tok, summary = fit_kmeans(c, d, cfg, nn.unbox(params)["model"])
+        loaded = semantic.from_parts(cfg, nn.unbox(params)["model"], 1, **_saved(d))
+    ids = semantic.encode(loaded, np.zeros(16000, np.float32) + 0.01)
+    return {
+        "workflow_codes_used": summary["heldout_codes_used"],
+        "workflow_ids_shape": list(ids.shape),
+        "workflow_loaded_equals_fitted": bool(
+            np.allclose(np.asarray(tok.centroids), np.asarray(loaded.centroids))
+        ),
+    }
+
+
+def _saved(workdir: str) -> dict:
+    import os
+
+    km = kmeans.load(os.path.join(workdir, "kmeans"))
+    return {"centroids": km["centroids"], "mean": km["mean"], "std": km["std"]}
 
 
 if __name__ == "__main__":

@@ -245,9 +245,13 @@ def test_adjusted_rand_index():
 # --- data parallelism ---------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_minibatch_kmeans_on_eight_devices_equals_one_device():
     r = eight_device_result("sharded_kmeans_check.py")
     assert r["max_centroid_diff"] < 1e-4
     assert r["max_count_diff"] < 1e-3
     assert r["total_count"] != r["points"]  # the random reassignment ran (and agreed)
+    # fit_kmeans (launch.py --mode=fit_kmeans) on the 8-device mesh: saved, loaded, used.
+    assert r["workflow_codes_used"] >= 2 and r["workflow_ids_shape"] == [1, 25]
+    assert r["workflow_loaded_equals_fitted"]
     assert r["centroid_devices"] == 8 and r["replicated"] and r["one_device"] == 1

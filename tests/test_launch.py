@@ -105,7 +105,7 @@ def test_launch_trains_and_writes_workdir(tmp_path):
 
 
 @pytest.mark.slow
-def test_quickstart_trains_codec_and_semantic_stage_and_reports(tmp_path):
+def test_quickstart_trains_codec_tokenizer_and_semantic_stage_and_reports(tmp_path):
     out = _launch(
         "--config=quickstart",
         f"--workdir={tmp_path}",
@@ -113,6 +113,10 @@ def test_quickstart_trains_codec_and_semantic_stage_and_reports(tmp_path):
         "--config.parts.codec.loss.adversarial_start=50",
         "--config.parts.codec.train.eval_every=60",
         "--config.parts.codec.train.checkpoint_every=60",
+        "--config.parts.tokenizer.train.steps=100",
+        "--config.parts.tokenizer.train.eval_every=100",
+        "--config.parts.tokenizer.train.checkpoint_every=100",
+        "--config.parts.tokenizer.semantic.steps=10",
         "--config.parts.semantic.train.steps=80",
         "--config.parts.semantic.train.eval_every=80",
         "--config.parts.semantic.train.checkpoint_every=80",
@@ -124,6 +128,10 @@ def test_quickstart_trains_codec_and_semantic_stage_and_reports(tmp_path):
     q = json.loads((tmp_path / "quickstart.json").read_text())
     assert q["codec"]["mel_distance"] < q["codec"]["mel_distance_untrained"]
     assert len(list((tmp_path / "audio").glob("*.codec.wav"))) == 4
+    t = q["tokenizer"]
+    assert t["mlm_loss"] < t["mlm_loss_untrained"]
+    assert len(t["example_ids"]) == 25 and all(0 <= i < 64 for i in t["example_ids"])
+    assert (tmp_path / "tokenizer" / "kmeans" / "kmeans.json").exists()
     s = q["semantic"]
     assert s["gap_closed"] > 0.8
     assert s["sampled_transitions_following_chain"] > 0.5 > 10 * s["chance"]

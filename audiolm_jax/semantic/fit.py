@@ -3,7 +3,8 @@
 Two passes over the training audio of `config.data`, with the w2v-BERT trained in the workdir:
 1. per-dimension mean and variance of layer `config.semantic.layer` over `stats_batches` batches;
 2. mini-batch k-means (K = `config.semantic.k`) over the normalised features of `steps`
-   batches, seeded by k-means++ on the first `init_batches` batches.
+   batches, seeded by k-means++ on the first `init_batches` batches; with several devices the
+   points of each batch are split over the `data` axis of `config.mesh`.
 The result goes to `<workdir>/kmeans` (audiolm_jax.kmeans.save); held-out inertia and code usage
 are reported. Features stream batch by batch, so the corpus may be far larger than memory.
 """
@@ -82,6 +83,13 @@ def fit_kmeans(
     standardize = jax.jit(kmeans.standardize)
     stream = (standardize(f, mean, std) for f in feats(train, int(s.steps)))
     init = jnp.concatenate([next(stream) for _ in range(max(1, int(s.init_batches)))])
+    mesh = None
+    if jax.device_count() > 1:
+        # Points split over the mesh's data axis, centroids replicated (kmeans.fit_minibatch).
+        from audiolm_jax.train.sharding import make_mesh
+
+        mesh = make_mesh(config.mesh)
+        log.info("k-means over %d devices (data axis %d)", mesh.size, mesh.shape["data"])
     t0 = time.perf_counter()
     centroids, counts = kmeans.fit_minibatch(
         itertools.chain([init], stream),
@@ -89,6 +97,7 @@ def fit_kmeans(
         jax.random.key(int(config.seed)),
         init_points=init,
         log_every=max(1, int(s.steps) // 10),
+        mesh=mesh,
     )
     fit_s = time.perf_counter() - t0
     tok = from_parts(cfg, params, layer, centroids, mean, std)
