@@ -122,3 +122,12 @@ def test_checkpoint_from_other_config_names_shapes(tmp_path, tiny_lm_config):
     msg = str(err.value)
     assert "different config" in msg and "params.model.embed.embedding" in msg
     assert "checkpoint (128, 64), config (128, 96)" in msg
+
+
+def test_rerun_of_a_finished_run_reports_its_eval_metrics(tmp_path, tiny_lm_config):
+    c = tiny_lm_config
+    c.train.async_checkpoints = False
+    first = train(c, str(tmp_path), *tasks.build(c))
+    again = train(c, str(tmp_path), *tasks.build(c))
+    assert again.step == first.step == 8 and again.resumed_from == 8
+    assert again.eval_metrics["loss"] == pytest.approx(first.eval_metrics["loss"], rel=1e-5)

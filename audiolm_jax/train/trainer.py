@@ -465,4 +465,9 @@ def _train(config, workdir, model, train_source, eval_source, mesh, rules) -> Tr
         finally:
             writer.close()
             ckpt.close()
+    if stopped == "finished" and not last_eval and eval_source is not None and tcfg.eval_every:
+        # Resumed a run that had already finished: report the checkpoint's held-out metrics
+        # rather than none (a second `launch.py` of the same workdir, the quickstart rerun).
+        last_eval = evaluate(eval_fn, state, eval_source, int(tcfg.eval_batches), eval_start)
+        log.info("Run already at step %d of %d; eval | %s", step, total, _format(last_eval))
     return TrainResult(step, stopped, last_metrics, last_eval, resumed_from, state)
