@@ -70,6 +70,16 @@ def test_dry_run_paper_codec_on_a_64_device_slice(tmp_path):
     assert r["per_device_bytes"]["batch"] == 4 * 16000 * 128 // 64
 
 
+def test_dry_run_w2v_bert_xl_on_a_64_device_slice(tmp_path):
+    _dry_run("--config=w2v_bert_tpu", f"--workdir={tmp_path}", "--devices=64")
+    r = json.loads((tmp_path / "dry_run.json").read_text())
+    assert r["parameters"] == 587_772_800  # w2v-BERT XL, "0.6B" (Chung et al. 2021)
+    assert r["mesh"] == {"data": 8, "fsdp": 8, "tensor": 1}
+    # FSDP over 8: each device holds about an eighth of the fp32 params (norms replicated).
+    assert 4 * 587_772_800 / 8 <= r["per_device_bytes"]["params"] < 1.05 * 4 * 587_772_800 / 8
+    assert r["model_flops_per_step"] > 1e14
+
+
 def test_dry_run_semantic_tpu_bytes_shrink_with_fsdp(tmp_path):
     from audiolm_jax.config import load_config
     from audiolm_jax.lm.transformer import TransformerConfig, count_params
