@@ -11,7 +11,9 @@ def test_no_tensorflow_on_the_training_path():
         "import sys, audiolm_jax, audiolm_jax.layouts, audiolm_jax.train.trainer, "
         "audiolm_jax.lm.model, audiolm_jax.workflows, audiolm_jax.tasks, "
         "audiolm_jax.data.synthetic, audiolm_jax.codec, audiolm_jax.codec.model, "
-        "audiolm_jax.dsp, audiolm_jax.data.audio, audiolm_jax.train.checkpoint;"
+        "audiolm_jax.dsp, audiolm_jax.data.audio, audiolm_jax.train.checkpoint, "
+        "audiolm_jax.kmeans, audiolm_jax.semantic, audiolm_jax.semantic.w2v_bert, "
+        "audiolm_jax.semantic.fit, audiolm_jax.semantic.abx;"
         "bad = [m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'seqio', "
         "'tensorflow_datasets')]; assert not bad, bad"
     )
