@@ -4,6 +4,7 @@
     python launch.py --config=semantic_tiny --workdir=runs/s   # train one stage
     python launch.py --config=semantic_tpu --config.train.steps=10
     python launch.py --config=soundstream_tiny --mode=reconstruct --input=DIR --levels=2
+    python launch.py --config=w2v_bert_tiny --mode=fit_kmeans   # semantic tokenizer's k-means
 
 `--config` is a name from configs/ (see `--list_configs`) or a path to a config .py file;
 `--config.a.b=v` overrides any field. Training resumes from the newest checkpoint in --workdir.
