@@ -174,16 +174,9 @@ def from_state(cfg: CodecConfig, params: dict, model_state: dict) -> Codec:
 
 def load(workdir: str, step: int | None = None) -> Codec:
     """The codec trained in `workdir` (its newest checkpoint, or `step`), config included."""
-    import ml_collections
+    from audiolm_jax.train.checkpoint import read_trained
 
-    from audiolm_jax.train.checkpoint import read_checkpoint
-
-    step, state, meta = read_checkpoint(workdir, step)
-    config = ml_collections.ConfigDict(meta["config"])
-    if config.get("model") != "soundstream":
-        raise ValueError(
-            f"{workdir} holds a {config.get('model')!r} model, not a codec (model='soundstream')"
-        )
+    step, state, config = read_trained(workdir, "soundstream", "a codec", step)
     cfg = CodecConfig.from_config(config.codec)
     log.info("Loaded codec from %s (step %d): %s", workdir, step, describe(cfg))
     return from_state(cfg, state["params"], state["model_state"])

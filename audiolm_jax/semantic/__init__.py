@@ -104,7 +104,9 @@ def _encode(tok: Tokenizer, x: jax.Array) -> jax.Array:
 
 
 @functools.partial(jax.jit, static_argnums=0)
-def _layer_features(cfg: w2v_bert.W2VBertConfig, params: dict, x: jax.Array) -> jax.Array:
+def truncated_features(cfg: w2v_bert.W2VBertConfig, params: dict, x: jax.Array) -> jax.Array:
+    """Jitted float32 features `[batch, frames, d]` of the last layer of a (cfg, params) pair
+    that `w2v_bert.truncate` cut: truncate once, then call this for every batch."""
     return w2v_bert.features(cfg, params, x).astype(jnp.float32)
 
 
@@ -112,9 +114,9 @@ def layer_features(
     cfg: w2v_bert.W2VBertConfig, params: dict, layer: int, wav: jax.Array
 ) -> jax.Array:
     """Un-normalised features `[batch, frames, d]` of `layer` from full w2v-BERT params
-    (what `fit_kmeans` gathers statistics and clusters over). wav `[batch, samples]`."""
-    cfg_l, params_l = w2v_bert.truncate(cfg, params, layer)
-    return _layer_features(cfg_l, params_l, wav)
+    (what `fit_kmeans` gathers statistics and clusters over). wav `[batch, samples]`. Slices the
+    layer stacks on every call: over many batches, use `truncated_features`."""
+    return truncated_features(*w2v_bert.truncate(cfg, params, layer), wav)
 
 
 def from_parts(
@@ -139,16 +141,9 @@ def from_parts(
 
 def load_model(workdir: str, step: int | None = None) -> tuple[w2v_bert.W2VBertConfig, dict, Any]:
     """(cfg, params, training config) of the w2v-BERT trained in `workdir`."""
-    import ml_collections
+    from audiolm_jax.train.checkpoint import read_trained
 
-    from audiolm_jax.train.checkpoint import read_checkpoint
-
-    step, state, meta = read_checkpoint(workdir, step)
-    config = ml_collections.ConfigDict(meta["config"])
-    if config.get("model") != "w2v_bert":
-        raise ValueError(
-            f"{workdir} holds a {config.get('model')!r} model, not w2v-BERT (model='w2v_bert')"
-        )
+    step, state, config = read_trained(workdir, "w2v_bert", "w2v-BERT", step)
     cfg = w2v_bert.W2VBertConfig.from_config(config.w2v_bert)
     log.info("Loaded w2v-BERT from %s (step %d)", workdir, step)
     return cfg, state["params"]["model"], config

@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from audiolm_jax import kmeans
-from audiolm_jax.semantic import KMEANS_DIR, Tokenizer, from_parts, layer_features
+from audiolm_jax.semantic import KMEANS_DIR, Tokenizer, from_parts, truncated_features, w2v_bert
 
 log = logging.getLogger("audiolm_jax")
 
@@ -52,6 +52,7 @@ def fit_kmeans(
             f"{path} already holds a k-means; move it away or pass "
             "--config.semantic.overwrite=True to replace it"
         )
+    cfg_l, params_l = w2v_bert.truncate(cfg, params, layer)
     train, held_out = _sources(config, int(s.batch_size))
     rate = cfg.sample_rate
     audio_seconds = [0.0]
@@ -60,7 +61,7 @@ def fit_kmeans(
     def feats(source, n):
         for batch in itertools.islice(source, n):
             t0 = time.perf_counter()
-            f = layer_features(cfg, params, layer, jnp.asarray(batch["wav"]))
+            f = truncated_features(cfg_l, params_l, jnp.asarray(batch["wav"]))
             f = f.reshape(-1, f.shape[-1])
             f.block_until_ready()
             feat_seconds[0] += time.perf_counter() - t0

@@ -32,12 +32,12 @@ from typing import Any
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from audiolm_jax import dsp
 from audiolm_jax.config import dataclass_from_config
 from audiolm_jax.lm import transformer as tfm
 from audiolm_jax.lm.layers import Dense, Dropout, LayerNorm, constrain
+from audiolm_jax.lm.model import cross_entropy
 from audiolm_jax.lm.position import RelativePositionBias
 from audiolm_jax.train.interface import Batch, Model
 
@@ -100,7 +100,6 @@ class W2VBertConfig:
     def compute_dtype(self) -> jnp.dtype:
         return jnp.dtype(self.dtype)
 
-    # What `tfm.attend` reads.
     @property
     def kv_dim(self) -> int:
         return self.d_model // self.num_heads
@@ -548,16 +547,8 @@ class W2VBert(Model):
         avg_probs = jnp.mean(out["probs"].reshape(-1, cfg.codebook_size), axis=0)
         prob_ppl = perplexity(avg_probs)
         l_d = (cfg.codebook_size - prob_ppl) / cfg.codebook_size
-        logits = out["mlm_logits"]
         w = mask.astype(jnp.float32)
-        denom = jnp.maximum(w.sum(), 1.0)
-        targets = jax.lax.stop_gradient(ids)
-        ce = (
-            jax.nn.logsumexp(logits, -1)
-            - jnp.take_along_axis(logits, targets[..., None], -1)[..., 0]
-        )
-        l_m = (ce * w).sum() / denom
-        m_acc = ((jnp.argmax(logits, -1) == targets) * w).sum() / denom
+        l_m, mlm = cross_entropy(out["mlm_logits"], jax.lax.stop_gradient(ids), w)
         loss = l_c + cfg.diversity_weight * l_d + cfg.mlm_weight * l_m
         hist = jnp.mean(jax.nn.one_hot(ids.reshape(-1), cfg.codebook_size), axis=0)
         metrics = {
@@ -565,7 +556,7 @@ class W2VBert(Model):
             "contrastive_accuracy": c_acc,
             "diversity_loss": l_d,
             "mlm_loss": l_m,
-            "mlm_accuracy": m_acc,
+            "mlm_accuracy": mlm["accuracy"],
             "code_perplexity": perplexity(hist),
             "prob_perplexity": prob_ppl,
             "gumbel_tau": tau,
@@ -582,8 +573,3 @@ class W2VBert(Model):
     def flops_per_step(self, batch: Batch) -> float:
         t = num_frames(self.cfg, batch["wav"].shape[1])
         return batch["wav"].shape[0] * t * train_flops_per_frame(self.cfg, t)
-
-
-def count_params(params: Any) -> int:
-    """Number of parameters in a (possibly boxed) tree."""
-    return int(sum(np.prod(x.shape) for x in jax.tree.leaves(nn.unbox(params))))

@@ -228,3 +228,18 @@ def read_checkpoint(workdir: str, step: int | None = None) -> tuple[int, Any, di
         return step, out["state"], dict(out["meta"])
     finally:
         manager.close()
+
+
+def read_trained(workdir: str, model: str, what: str, step: int | None = None):
+    """(step, state, training config) of the `config.model == model` run in `workdir` (newest
+    checkpoint, or `step`; see `read_checkpoint`). Another model's workdir is a ValueError
+    naming both (`what` names the expected one in words, e.g. "a codec")."""
+    import ml_collections
+
+    step, state, meta = read_checkpoint(workdir, step)
+    config = ml_collections.ConfigDict(meta["config"])
+    if config.get("model") != model:
+        raise ValueError(
+            f"{workdir} holds a {config.get('model')!r} model, not {what} (model={model!r})"
+        )
+    return step, state, config
