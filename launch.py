@@ -5,6 +5,7 @@
     python launch.py --config=semantic_tpu --config.train.steps=10
     python launch.py --config=soundstream_tiny --mode=reconstruct --input=DIR --levels=2
     python launch.py --config=w2v_bert_tiny --mode=fit_kmeans   # semantic tokenizer's k-means
+    python launch.py --mode=import --from=encodec --checkpoint=DIR --workdir=runs/encodec
 
 `--config` is a name from configs/ (see `--list_configs`) or a path to a config .py file;
 `--config.a.b=v` overrides any field. Training resumes from the newest checkpoint in --workdir.
@@ -27,7 +28,7 @@ flags.DEFINE_string("workdir", None, "checkpoints, logs and outputs (default run
 flags.DEFINE_string(
     "mode",
     None,
-    f"workflow: {', '.join(MODES)} (default: the config's `workflow` field, else train)",
+    f"workflow: {', '.join(MODES)}, import (default: the config's `workflow` field, else train)",
 )
 flags.DEFINE_bool("list_configs", False, "print the known config names and exit")
 flags.DEFINE_bool(
@@ -41,6 +42,12 @@ flags.DEFINE_string(
 )
 flags.DEFINE_string("input", None, "--mode=reconstruct: folder of audio files to reconstruct")
 flags.DEFINE_integer("levels", None, "--mode=reconstruct: RVQ levels to use (default all)")
+flags.DEFINE_string(
+    "from", None, "--mode=import: encodec, hubert or w2v_bert2 (audiolm_jax/importers)"
+)
+flags.DEFINE_string(
+    "checkpoint", None, "--mode=import: a save_pretrained folder (config.json + weights)"
+)
 FLAGS = flags.FLAGS
 
 _OVERRIDES: list[tuple[str, str]] = []
@@ -77,6 +84,8 @@ def main(argv: list[str]) -> int:
     if FLAGS.list_configs:
         print("\n".join(config_lib.list_configs()))
         return 0
+    if FLAGS.mode == "import":
+        return _import()
     if not FLAGS.config:
         raise app.UsageError(
             f"--config is required; known configs: {', '.join(config_lib.list_configs())}"
@@ -120,6 +129,25 @@ def main(argv: list[str]) -> int:
         except (ValueError, FileNotFoundError) as e:
             print(f"launch.py: {e}", file=sys.stderr)
             return 2
+    print(json.dumps(summary, indent=2, default=str))
+    return 0
+
+
+def _import() -> int:
+    """--mode=import: a public checkpoint into an Orbax checkpoint in --workdir (no --config)."""
+    from audiolm_jax.importers import CheckpointImportError, import_to_workdir
+
+    kind = FLAGS["from"].value
+    if not kind:
+        print("launch.py: --mode=import needs --from=encodec|hubert|w2v_bert2", file=sys.stderr)
+        return 2
+    workdir = FLAGS.workdir or os.path.join("runs", kind)
+    _setup_logging(workdir)
+    try:
+        summary = import_to_workdir(kind, FLAGS.checkpoint, workdir)
+    except (CheckpointImportError, ValueError, FileNotFoundError, FileExistsError) as e:
+        print(f"launch.py: {e}", file=sys.stderr)
+        return 2
     print(json.dumps(summary, indent=2, default=str))
     return 0
 

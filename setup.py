@@ -31,9 +31,13 @@ setup(
         "seqio",
         # TF 2.21 no longer pulls tensorboard in; our event writer uses its protos.
         "tensorboard",
+        # Importers read public checkpoints' .safetensors with NumPy (no torch needed).
+        "safetensors",
     ],
     extras_require={
-        "test": ["pytest", "pytest-xdist", "hypothesis", "ruff"],
+        # torch + transformers build the reference models the importers are parity-tested
+        # against (random weights, CPU). .ci/run installs torch==2.13.0, a CPU build, first.
+        "test": ["pytest", "pytest-xdist", "hypothesis", "ruff", "torch", "transformers"],
         # Ahead-of-time TPU compiles on a CPU host for `--dry_run --target=v5e:4x4`.
         "tpu_aot": ["libtpu==0.0.42.*"],
         # Quality metrics of benchmarks/bench_codec_quality.py (and Debian's opus-tools).

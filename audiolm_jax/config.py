@@ -21,6 +21,20 @@ def list_configs() -> list[str]:
     )
 
 
+def base_configs():
+    """`configs/base.py` as a module, whether or not the repository root is on sys.path (the
+    importers build their project configs from it)."""
+    try:
+        return importlib.import_module("configs.base")
+    except ImportError:
+        spec = importlib.util.spec_from_file_location(
+            "_audiolm_config_base", CONFIG_DIR / "base.py"
+        )
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+
 def load_config(name_or_path: str) -> ml_collections.ConfigDict:
     """Loads `configs/NAME.py` or a path to a config file; errors list the known names."""
     if name_or_path.endswith(".py") or os.sep in name_or_path:

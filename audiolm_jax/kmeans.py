@@ -53,6 +53,18 @@ def assign(x: jax.Array, centroids: jax.Array) -> jax.Array:
     return jnp.argmin(sq_distances(x, centroids), axis=-1).astype(jnp.int32)
 
 
+def assign_refined(x: jax.Array, centroids: jax.Array, candidates: int = 2) -> jax.Array:
+    """`assign`, with the `candidates` nearest by the one-matmul distance re-ranked by the
+    direct ||x - c||^2. The matmul form loses float32 precision to cancellation when x sits far
+    from the origin relative to its distance to the codes, and can then pick the second-nearest
+    code of a near-tie; the direct form does not. For inference, where codes must be right."""
+    d = sq_distances(x, centroids)
+    _, idx = jax.lax.top_k(-d, candidates)  # [..., candidates]
+    exact = jnp.sum(jnp.square(x[..., None, :] - centroids[idx]), -1)
+    best = jnp.argmin(exact, axis=-1)
+    return jnp.take_along_axis(idx, best[..., None], -1)[..., 0].astype(jnp.int32)
+
+
 def sample_init(x: jax.Array, k: int, rng: jax.Array) -> jax.Array:
     """k distinct points of x as centroids (with replacement, plus a little noise to keep them
     apart, when x has fewer than k points)."""

@@ -192,6 +192,30 @@ def w2v_bert(**overrides) -> ml_collections.ConfigDict:
     return c
 
 
+def imported_feature_model(
+    model: str, fields: dict, layer: int, k: int
+) -> ml_collections.ConfigDict:
+    """The project config of an imported semantic feature model (HuBERT, w2v-BERT 2.0): model
+    `model`, its section `fields`, and w2v_bert()'s `semantic` (k-means over `layer`, K = `k`)
+    and `data` sections, so `launch.py --mode=fit_kmeans` runs on the imported workdir.
+
+    base's 2000 k-means steps of 16 clips suit a large corpus; the embedded one is ~2 minutes
+    of speech and a full-size model runs ~100x real time on a CPU: 200 steps (6400 s of
+    audio) suffice. Its files are ~2.5 s, so 2 s clips are (nearly) all speech; 10 s clips
+    would be mostly zero padding, which per-utterance normalisations (HuBERT's first-conv
+    GroupNorm, w2v-BERT 2.0's fbank mean/variance) would see."""
+    c = get_base_config()
+    w = w2v_bert()
+    c.model = model
+    c[model] = ml_collections.ConfigDict(fields)
+    c.semantic = w.semantic
+    c.semantic.update(layer=layer, k=k, stats_batches=16, steps=200, init_batches=4, batch_size=16)
+    c.data = w.data
+    c.data.update(clip_seconds=2.0, batch_size=8)
+    c.name = model
+    return c
+
+
 def get_base_config() -> ml_collections.ConfigDict:
     """The shared skeleton: seed, model kind, optimizer, train loop."""
     c = ml_collections.ConfigDict()

@@ -1,5 +1,6 @@
 """SoundStream: the acoustic tokenizer (causal SEANet encoder/decoder, residual vector quantizer,
-discriminators). The library API is `encode`, `decode`, `encode_stream`, `decode_stream`, `load`."""
+discriminators). The library API is `encode`, `decode`, `encode_stream`, `decode_stream`, `load`,
+`levels_for_bitrate`. Imported EnCodec checkpoints load the same way (audiolm_jax/importers)."""
 
 from audiolm_jax.codec.api import (
     Codec,
@@ -9,6 +10,7 @@ from audiolm_jax.codec.api import (
     encode,
     encode_stream,
     from_state,
+    levels_for_bitrate,
     load,
 )
 
@@ -20,5 +22,6 @@ __all__ = [
     "encode",
     "encode_stream",
     "from_state",
+    "levels_for_bitrate",
     "load",
 ]

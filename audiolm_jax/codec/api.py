@@ -82,9 +82,8 @@ def encode(
 @functools.partial(jax.jit, static_argnums=2)
 def _encode(codec: Codec, x: jax.Array, n: int) -> jax.Array:
     z = encode_latents(codec.cfg, codec.params, x)
-    return rvq.quantize(codec.params["quantizer"], codec.codebooks, codec.cfg.rvq, z, n).codes[
-        ..., :n
-    ]
+    q = rvq.quantize(codec.params["quantizer"], codec.codebooks, codec.cfg.rvq, z, n, refine=True)
+    return q.codes[..., :n]
 
 
 def decode(codec: Codec, codes: jax.Array) -> jax.Array:
@@ -118,8 +117,8 @@ def _encode_chunk(codec: Codec, state: dict, chunk: jax.Array):
     z, new = Encoder(codec.cfg.seanet).apply(
         {"params": codec.params["encoder"], "cache": state}, chunk, mutable=["cache"]
     )
-    codes = rvq.quantize(codec.params["quantizer"], codec.codebooks, codec.cfg.rvq, z).codes
-    return codes, new["cache"]
+    q = rvq.quantize(codec.params["quantizer"], codec.codebooks, codec.cfg.rvq, z, refine=True)
+    return q.codes, new["cache"]
 
 
 @jax.jit
@@ -180,6 +179,13 @@ def load(workdir: str, step: int | None = None) -> Codec:
     cfg = CodecConfig.from_config(config.codec)
     log.info("Loaded codec from %s (step %d): %s", workdir, step, describe(cfg))
     return from_state(cfg, state["params"], state["model_state"])
+
+
+def levels_for_bitrate(codec: Codec, kbps: float) -> int:
+    """The most RVQ levels whose bitrate stays within `kbps` (at least 1): EnCodec 24 kHz's
+    1.5 / 3 / 6 / 12 / 24 kbps are 2 / 4 / 8 / 16 / 32 levels (as its `bandwidth` argument)."""
+    per_level = codec.cfg.frame_rate * float(np.log2(codec.cfg.codebook_size)) / 1000
+    return int(min(codec.levels, max(1, np.floor(kbps / per_level + 1e-9))))
 
 
 def describe(cfg: CodecConfig) -> str:

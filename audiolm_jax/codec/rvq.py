@@ -113,10 +113,17 @@ def sample_levels(rng: jax.Array, batch: int, cfg: RVQConfig) -> jax.Array:
 
 
 def quantize(
-    params: dict, state: dict, cfg: RVQConfig, z: jax.Array, n_q: jax.Array | int | None = None
+    params: dict,
+    state: dict,
+    cfg: RVQConfig,
+    z: jax.Array,
+    n_q: jax.Array | int | None = None,
+    refine: bool = False,
 ) -> Quantized:
     """Quantizes z `[batch, frames, D]` with the first `n_q` levels (scalar or `[batch]`;
-    default all)."""
+    default all). `refine`: pick each code with `kmeans.assign_refined` (exact among near-ties;
+    what `codec.encode` uses) instead of the one-matmul `kmeans.assign` (training)."""
+    assign = kmeans.assign_refined if refine else kmeans.assign
     b = z.shape[0]
     n_q = cfg.levels if n_q is None else n_q
     active = jnp.arange(cfg.levels)[None] < jnp.broadcast_to(jnp.asarray(n_q), (b,))[:, None]
@@ -126,7 +133,7 @@ def quantize(
         r, zq = carry
         cb, lvl, m = xs
         x = _to_code_space(params, cfg, lvl, r)
-        codes = kmeans.assign(x, cb)
+        codes = assign(x, cb)
         e = cb[codes]
         commit = jnp.mean((x - jax.lax.stop_gradient(e)) ** 2, axis=(1, 2))  # [batch]
         x_st = x + jax.lax.stop_gradient(e - x)

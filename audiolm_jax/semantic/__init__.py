@@ -12,13 +12,23 @@ zero mean and unit variance over a corpus, then the id of the nearest k-means ce
 `Tokenizer` is a pytree (arrays: the model's params up to the chosen layer, the normalisation
 and the centroids; static: the config), so `jax.jit(semantic.encode)(tok, wav)` works. No
 TensorFlow is imported on this path.
+
+Feature models. Any module of this package with a frozen config dataclass and two pure
+functions plugs in: `truncate(cfg, params, layer) -> (cfg, params)` and
+`features(cfg, params, wav) -> [batch, frames, d]`, the config giving `sample_rate`,
+`frame_rate`, `samples_per_frame`, `d_model`, `num_layers` and `name`. The module is found
+from the config's class, so a Tokenizer of any of them is used the same way. `MODELS` maps a
+training config's `model` field to its module and config section: our own w2v-BERT, and
+imported HuBERT and w2v-BERT 2.0 (`launch.py --mode=import`).
 """
 
 from __future__ import annotations
 
 import functools
+import importlib
 import logging
 import os
+import sys
 from typing import Any
 
 import flax.struct
@@ -26,24 +36,35 @@ import jax
 import jax.numpy as jnp
 
 from audiolm_jax import dsp, kmeans
-from audiolm_jax.semantic import w2v_bert
 
 log = logging.getLogger("audiolm_jax")
 
 KMEANS_DIR = "kmeans"  # where fit_kmeans saves, inside the model's workdir
 
+# config.model -> (module, config class); the module's config section is config.<model>.
+MODELS = {
+    "w2v_bert": ("audiolm_jax.semantic.w2v_bert", "W2VBertConfig"),
+    "hubert": ("audiolm_jax.semantic.hubert", "HubertConfig"),
+    "w2v_bert2": ("audiolm_jax.semantic.w2v_bert2", "W2VBert2Config"),
+}
+
+
+def model_module(cfg: Any):
+    """The module that computes features for a feature-model config (its class's module)."""
+    return sys.modules[type(cfg).__module__]
+
 
 @flax.struct.dataclass
 class Tokenizer:
-    """Audio -> semantic ids. `params` are the w2v-BERT params that compute `cfg`'s last layer
-    (see `w2v_bert.truncate`); `mean`/`std` `[d]` normalise each feature dimension; `centroids`
-    `[k, d]` live in the normalised space."""
+    """Audio -> semantic ids. `params` are the feature model's params that compute `cfg`'s
+    last layer (see its module's `truncate`); `mean`/`std` `[d]` normalise each feature
+    dimension; `centroids` `[k, d]` live in the normalised space."""
 
     params: dict
     mean: jax.Array
     std: jax.Array
     centroids: jax.Array
-    cfg: w2v_bert.W2VBertConfig = flax.struct.field(pytree_node=False)
+    cfg: Any = flax.struct.field(pytree_node=False)
     layer: int = flax.struct.field(pytree_node=False, default=0)
 
     @property
@@ -52,7 +73,7 @@ class Tokenizer:
 
     @property
     def frame_rate(self) -> float:
-        """Ids per second (25 for w2v-BERT at 16 kHz)."""
+        """Ids per second (25 for w2v-BERT, 50 for HuBERT and w2v-BERT 2.0, at 16 kHz)."""
         return self.cfg.frame_rate
 
     @property
@@ -82,8 +103,8 @@ def prepare(tok: Tokenizer, wav: Any, sample_rate: int | None = None) -> jax.Arr
 
 
 def encode(tok: Tokenizer, wav: Any, *, sample_rate: int | None = None) -> jax.Array:
-    """Audio -> semantic ids `[batch, frames]` int32, frames = ceil(samples / 640) at 16 kHz
-    (25 per second).
+    """Audio -> semantic ids `[batch, frames]` int32, frames = ceil(samples / samples_per_frame)
+    (640 at 16 kHz for w2v-BERT: 25 per second; 320 for HuBERT: 50 per second).
 
     Args:
       tok: from `load` (or `from_parts`).
@@ -94,7 +115,7 @@ def encode(tok: Tokenizer, wav: Any, *, sample_rate: int | None = None) -> jax.A
 
 
 def _normalised(tok: Tokenizer, x: jax.Array) -> jax.Array:
-    feats = w2v_bert.features(tok.cfg, tok.params, x).astype(jnp.float32)
+    feats = model_module(tok.cfg).features(tok.cfg, tok.params, x).astype(jnp.float32)
     return kmeans.standardize(feats, tok.mean, tok.std)
 
 
@@ -104,32 +125,35 @@ def _encode(tok: Tokenizer, x: jax.Array) -> jax.Array:
 
 
 @functools.partial(jax.jit, static_argnums=0)
-def truncated_features(cfg: w2v_bert.W2VBertConfig, params: dict, x: jax.Array) -> jax.Array:
+def truncated_features(cfg: Any, params: dict, x: jax.Array) -> jax.Array:
     """Jitted float32 features `[batch, frames, d]` of the last layer of a (cfg, params) pair
-    that `w2v_bert.truncate` cut: truncate once, then call this for every batch."""
-    return w2v_bert.features(cfg, params, x).astype(jnp.float32)
+    that `truncate` cut: truncate once, then call this for every batch."""
+    return model_module(cfg).features(cfg, params, x).astype(jnp.float32)
 
 
-def layer_features(
-    cfg: w2v_bert.W2VBertConfig, params: dict, layer: int, wav: jax.Array
-) -> jax.Array:
-    """Un-normalised features `[batch, frames, d]` of `layer` from full w2v-BERT params
+def truncate(cfg: Any, params: dict, layer: int) -> tuple[Any, dict]:
+    """(cfg, params) that compute `layer` of any feature model and nothing past it."""
+    return model_module(cfg).truncate(cfg, params, layer)
+
+
+def layer_features(cfg: Any, params: dict, layer: int, wav: jax.Array) -> jax.Array:
+    """Un-normalised features `[batch, frames, d]` of `layer` from a feature model's full params
     (what `fit_kmeans` gathers statistics and clusters over). wav `[batch, samples]`. Slices the
     layer stacks on every call: over many batches, use `truncated_features`."""
-    return truncated_features(*w2v_bert.truncate(cfg, params, layer), wav)
+    return truncated_features(*truncate(cfg, params, layer), wav)
 
 
 def from_parts(
-    cfg: w2v_bert.W2VBertConfig,
+    cfg: Any,
     params: dict,
     layer: int,
     centroids: Any,
     mean: Any = None,
     std: Any = None,
 ) -> Tokenizer:
-    """A Tokenizer from full w2v-BERT params, a layer and k-means centroids (mean 0 / std 1 when
-    no normalisation is given)."""
-    cfg_l, params_l = w2v_bert.truncate(cfg, params, layer)
+    """A Tokenizer from a feature model's full params, a layer and k-means centroids (mean 0 /
+    std 1 when no normalisation is given)."""
+    cfg_l, params_l = truncate(cfg, params, layer)
     centroids = jnp.asarray(centroids, jnp.float32)
     d = centroids.shape[1]
     if d != cfg.d_model:
@@ -139,13 +163,34 @@ def from_parts(
     return Tokenizer(params_l, mean, std, centroids, cfg_l, layer)
 
 
-def load_model(workdir: str, step: int | None = None) -> tuple[w2v_bert.W2VBertConfig, dict, Any]:
-    """(cfg, params, training config) of the w2v-BERT trained in `workdir`."""
-    from audiolm_jax.train.checkpoint import read_trained
+def model_config(config: Any) -> Any:
+    """The feature-model config (W2VBertConfig, HubertConfig, ...) of a project config, from
+    its `model` field and that model's section."""
+    name = config.get("model")
+    if name not in MODELS:
+        raise ValueError(
+            f"config.model={name!r} is not a semantic feature model; known: {', '.join(MODELS)}"
+        )
+    module, cls = MODELS[name]
+    return getattr(importlib.import_module(module), cls).from_config(config[name])
 
-    step, state, config = read_trained(workdir, "w2v_bert", "w2v-BERT", step)
-    cfg = w2v_bert.W2VBertConfig.from_config(config.w2v_bert)
-    log.info("Loaded w2v-BERT from %s (step %d)", workdir, step)
+
+def load_model(workdir: str, step: int | None = None) -> tuple[Any, dict, Any]:
+    """(cfg, params, training config) of the feature model in `workdir`: a w2v-BERT trained
+    here, or a HuBERT / w2v-BERT 2.0 that `launch.py --mode=import` wrote."""
+    import ml_collections
+
+    from audiolm_jax.train.checkpoint import read_checkpoint
+
+    step, state, meta = read_checkpoint(workdir, step)
+    config = ml_collections.ConfigDict(meta["config"])
+    if config.get("model") not in MODELS:
+        raise ValueError(
+            f"{workdir} holds a {config.get('model')!r} model, not a semantic feature model "
+            f"({', '.join(MODELS)})"
+        )
+    cfg = model_config(config)
+    log.info("Loaded %s from %s (step %d)", cfg.name, workdir, step)
     return cfg, state["params"]["model"], config
 
 
@@ -156,7 +201,7 @@ def load(workdir: str, step: int | None = None) -> Tokenizer:
     path = os.path.join(workdir, KMEANS_DIR)
     if not os.path.isdir(path):
         raise FileNotFoundError(
-            f"{workdir} has a w2v-BERT checkpoint but no k-means ({path}); run "
+            f"{workdir} has a {cfg.name} checkpoint but no k-means ({path}); run "
             f"python launch.py --config=... --mode=fit_kmeans --workdir={workdir}"
         )
     km = kmeans.load(path)
@@ -169,6 +214,6 @@ def describe(tok: Tokenizer) -> str:
     """One line: model, layer, k, rate."""
     bits = tok.frame_rate * float(jnp.log2(tok.vocab_size))
     return (
-        f"w2v-BERT layer {tok.layer} (d {tok.cfg.d_model}), k-means K={tok.vocab_size}, "
+        f"{tok.cfg.name} layer {tok.layer} (d {tok.cfg.d_model}), k-means K={tok.vocab_size}, "
         f"{tok.frame_rate:g} ids/s = {bits:g} bps"
     )

@@ -22,17 +22,17 @@ import jax.numpy as jnp
 import numpy as np
 
 from audiolm_jax import kmeans
-from audiolm_jax.semantic import KMEANS_DIR, Tokenizer, from_parts, truncated_features, w2v_bert
+from audiolm_jax.semantic import KMEANS_DIR, Tokenizer, from_parts, truncate, truncated_features
 
 log = logging.getLogger("audiolm_jax")
 
 
-def _sources(config: Any, batch_size: int):
+def _sources(config: Any, batch_size: int, sample_rate: int):
     from audiolm_jax import tasks
 
     c = config.copy_and_resolve_references()
     c.data.batch_size = batch_size
-    return tasks.audio_sources(c, c.w2v_bert.sample_rate)
+    return tasks.audio_sources(c, sample_rate)
 
 
 def fit_kmeans(
@@ -44,7 +44,7 @@ def fit_kmeans(
     layer, k = int(s.layer), int(s.k)
     if not 0 <= layer <= cfg.num_layers:
         raise ValueError(
-            f"config.semantic.layer={layer}: this w2v-BERT has layers 0..{cfg.num_layers}"
+            f"config.semantic.layer={layer}: this {cfg.name} has layers 0..{cfg.num_layers}"
         )
     path = os.path.join(workdir, KMEANS_DIR)
     if os.path.exists(path) and not overwrite:
@@ -52,8 +52,8 @@ def fit_kmeans(
             f"{path} already holds a k-means; move it away or pass "
             "--config.semantic.overwrite=True to replace it"
         )
-    cfg_l, params_l = w2v_bert.truncate(cfg, params, layer)
-    train, held_out = _sources(config, int(s.batch_size))
+    cfg_l, params_l = truncate(cfg, params, layer)
+    train, held_out = _sources(config, int(s.batch_size), cfg.sample_rate)
     rate = cfg.sample_rate
     audio_seconds = [0.0]
     feat_seconds = [0.0]

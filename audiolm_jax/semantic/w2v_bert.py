@@ -15,8 +15,11 @@ Conformer block (Gulati et al. 2020): x + FFN/2, x + MHSA, x + Conv, x + FFN/2, 
 Attention uses T5-style bidirectional relative position buckets (one learned bias per module)
 rather than the paper's relative sinusoidal encodings; the convolution module normalises with
 LayerNorm, not BatchNorm, as transformers' Wav2Vec2-BERT does (no batch statistics to carry,
-shards like everything else). The quantizer is wav2vec 2.0's Gumbel-softmax quantizer with one
-codebook (G = 1, V = 1024 in the paper), temperature annealed per step.
+shards like everything else). The conformer's options (`position`, `conv_padding`, `use_bias`,
+`layer_norm_eps`, `activation`; defaults: this model as trained here) also let it run
+w2v-BERT 2.0's conformer (audiolm_jax.semantic.w2v_bert2). The quantizer is wav2vec 2.0's
+Gumbel-softmax quantizer with one codebook (G = 1, V = 1024 in the paper), temperature
+annealed per step.
 
 Layers are numbered over the two modules together: 0 is the feature encoder's output, 1..N the
 contrastive blocks, N+1..N+M the MLM blocks. AudioLM takes "the 7th layer of the MLM module",
@@ -82,6 +85,19 @@ class W2VBertConfig:
     remat: str = "none"
     dtype: str = "float32"
     attention_impl: str | None = None
+    # Conformer options. The defaults are this model as trained here; w2v-BERT 2.0 (imported,
+    # audiolm_jax.semantic.w2v_bert2) sets the other values.
+    # "t5": one bucketed relative bias per stack (rel_buckets, rel_max_distance) | "relative_key":
+    # Shaw et al. (2018) per-layer distance embeddings E [rel_left + rel_right + 1, kv_dim],
+    # score(i, j) += q_i . E[clip(j - i, -rel_left, rel_right)] / sqrt(kv_dim) | "none".
+    position: str = "t5"
+    rel_left: int = 64
+    rel_right: int = 8
+    conv_padding: str = "same"  # depthwise conv: "same" (centred) | "causal" (left-padded)
+    use_bias: bool = False  # biases on the attention and feed-forward projections
+    layer_norm_eps: float = 1e-6  # of every conformer LayerNorm
+    # Of the feed-forwards and the conv module: swish | gelu | gelu_tanh | relu.
+    activation: str = "swish"
 
     @property
     def samples_per_frame(self) -> int:
@@ -95,6 +111,11 @@ class W2VBertConfig:
     @property
     def num_layers(self) -> int:
         return self.contrastive_layers + self.mlm_layers
+
+    @property
+    def name(self) -> str:
+        """What logs and `semantic.describe` call this model."""
+        return "w2v-BERT"
 
     @property
     def compute_dtype(self) -> jnp.dtype:
@@ -160,6 +181,47 @@ class FeatureEncoder(nn.Module):
         return constrain(LayerNorm(dtype=dt, name="norm")(x), ("batch", "length", "embed"))
 
 
+ACTIVATIONS = {
+    "swish": nn.swish,
+    "silu": nn.swish,
+    "gelu": lambda x: nn.gelu(x, approximate=False),
+    "gelu_tanh": lambda x: nn.gelu(x, approximate=True),
+    "relu": nn.relu,
+}
+
+
+def activation(name: str):
+    """The activation function `name` (W2VBertConfig.activation)."""
+    if name not in ACTIVATIONS:
+        raise ValueError(f"w2v_bert.activation must be one of {sorted(ACTIVATIONS)}, got {name!r}")
+    return ACTIVATIONS[name]
+
+
+class BiasDense(Dense):
+    """`Dense` plus, when `use_bias`, a bias over the kernel's output axes. Without it the
+    params are Dense's exactly ({"kernel"})."""
+
+    use_bias: bool = False
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        y = super().__call__(x)
+        if not self.use_bias:
+            return y
+        out = self.shape[self.contract :]
+        bias = self.param(
+            "bias",
+            nn.with_logical_partitioning(nn.initializers.zeros, self.axes[self.contract :]),
+            out,
+            self.param_dtype,
+        )
+        return y + bias.astype(y.dtype)
+
+
+def _norm(cfg: W2VBertConfig, name: str) -> LayerNorm:
+    return LayerNorm(eps=cfg.layer_norm_eps, dtype=cfg.compute_dtype, name=name)
+
+
 class FeedForward(nn.Module):
     cfg: W2VBertConfig
     deterministic: bool
@@ -168,16 +230,21 @@ class FeedForward(nn.Module):
     def __call__(self, x):
         cfg, dt = self.cfg, self.cfg.compute_dtype
         drop = Dropout(cfg.dropout, deterministic=self.deterministic)
-        y = LayerNorm(dtype=dt, name="norm")(x)
-        y = Dense((cfg.d_model, cfg.d_ff), ("embed", "mlp"), 1, dt, name="wi")(y)
-        y = constrain(nn.swish(y), ("batch", "length", "mlp"))
-        y = Dense((cfg.d_ff, cfg.d_model), ("mlp", "embed"), 1, dt, name="wo")(drop(y))
+        y = _norm(cfg, "norm")(x)
+        y = BiasDense(
+            (cfg.d_model, cfg.d_ff), ("embed", "mlp"), 1, dt, name="wi", use_bias=cfg.use_bias
+        )(y)
+        y = constrain(activation(cfg.activation)(y), ("batch", "length", "mlp"))
+        y = BiasDense(
+            (cfg.d_ff, cfg.d_model), ("mlp", "embed"), 1, dt, name="wo", use_bias=cfg.use_bias
+        )(drop(y))
         return drop(y)
 
 
 class ConvModule(nn.Module):
-    """LayerNorm, pointwise conv to 2d + GLU, depthwise conv (kernel `conv_kernel`, centred),
-    LayerNorm, swish, pointwise conv."""
+    """LayerNorm, pointwise conv to 2d + GLU, depthwise conv (kernel `conv_kernel`, centred, or
+    causal: left-padded by k - 1, `conv_padding`), LayerNorm, activation (swish), pointwise
+    conv. No biases."""
 
     cfg: W2VBertConfig
     deterministic: bool
@@ -186,7 +253,7 @@ class ConvModule(nn.Module):
     def __call__(self, x):
         cfg, dt = self.cfg, self.cfg.compute_dtype
         d, k = cfg.d_model, cfg.conv_kernel
-        y = LayerNorm(dtype=dt, name="norm")(x)
+        y = _norm(cfg, "norm")(x)
         y = Dense((d, 2 * d), ("embed", "mlp"), 1, dt, name="pointwise_in")(y)
         y = nn.glu(y, axis=-1)
         kernel = self.param(
@@ -197,17 +264,41 @@ class ConvModule(nn.Module):
             (k, d),
             jnp.float32,
         )
-        pad = (k - 1) // 2
+        if cfg.conv_padding == "same":
+            pad = (k - 1) // 2
+        elif cfg.conv_padding == "causal":
+            pad = k - 1
+        else:
+            raise ValueError(
+                f"w2v_bert.conv_padding must be 'same' or 'causal', got {cfg.conv_padding!r}"
+            )
         yp = jnp.pad(y, ((0, 0), (pad, k - 1 - pad), (0, 0)))
         t = y.shape[1]
         y = sum(yp[:, i : i + t] * kernel[i].astype(dt) for i in range(k))
-        y = nn.swish(LayerNorm(dtype=dt, name="depthwise_norm")(y))
+        y = activation(cfg.activation)(_norm(cfg, "depthwise_norm")(y))
         y = Dense((d, d), ("mlp", "embed"), 1, dt, name="pointwise_out")(y)
         return Dropout(cfg.dropout, deterministic=self.deterministic)(y)
 
 
+def relative_key_bias(q: jax.Array, table: jax.Array, left: int, right: int) -> jax.Array:
+    """Shaw et al. (2018) relative-key scores `[b, h, T, T]` for queries q `[b, T, h, d]`:
+    bias[b, h, i, j] = q[b, i, h] . table[clip(j - i, -left, right) + left] / sqrt(d), as
+    transformers' Wav2Vec2-BERT ("relative_key"). Computed as q @ table^T `[b, h, T, R]` (R =
+    left + right + 1, small) and then gathered, never as a [T, T, d] embedding."""
+    t, d = q.shape[1], q.shape[-1]
+    rel = jnp.einsum(
+        "bqhd,rd->bhqr", q, table.astype(q.dtype), preferred_element_type=jnp.float32
+    ) * (d**-0.5)
+    pos = jnp.arange(t, dtype=jnp.int32)
+    idx = jnp.clip(pos[None, :] - pos[:, None], -left, right) + left  # [T(query), T(key)]
+    return rel[:, :, pos[:, None], idx]
+
+
 class ConformerBlock(nn.Module):
-    """Macaron FFN/2, self-attention, convolution, FFN/2, LayerNorm. Scan-compatible."""
+    """Macaron FFN/2, self-attention, convolution, FFN/2, LayerNorm. Scan-compatible.
+
+    `bias`: the stack's shared position bias (None unless position "t5"); with position
+    "relative_key" each block adds its own from a `distance_embedding` table."""
 
     cfg: W2VBertConfig
     deterministic: bool = True
@@ -217,25 +308,41 @@ class ConformerBlock(nn.Module):
         cfg, dt = self.cfg, self.cfg.compute_dtype
         h, d, e = cfg.num_heads, cfg.kv_dim, cfg.d_model
         x = x + 0.5 * FeedForward(cfg, self.deterministic, name="ffn_1")(x)
-        y = LayerNorm(dtype=dt, name="attn_norm")(x)
+        y = _norm(cfg, "attn_norm")(x)
         q, k, v = (
             constrain(
-                Dense((e, h, d), ("embed", "heads", "kv"), 1, dt, name=n)(y),
+                BiasDense(
+                    (e, h, d), ("embed", "heads", "kv"), 1, dt, name=n, use_bias=cfg.use_bias
+                )(y),
                 ("batch", "length", "heads", "kv"),
             )
             for n in ("query", "key", "value")
         )
+        if cfg.position == "relative_key":
+            table = self.param(
+                "distance_embedding",
+                nn.with_logical_partitioning(
+                    nn.initializers.normal(0.02), ("relpos_buckets", "kv")
+                ),
+                (cfg.rel_left + cfg.rel_right + 1, d),
+                jnp.float32,
+            )
+            rk = relative_key_bias(q, table, cfg.rel_left, cfg.rel_right).astype(dt)
+            bias = rk if bias is None else bias + rk
         a = tfm.attend(cfg, q, k, v, bias, mask, causal=False)
-        a = Dense((h, d, e), ("heads", "kv", "embed"), 2, dt, name="out")(a)
+        a = BiasDense(
+            (h, d, e), ("heads", "kv", "embed"), 2, dt, name="out", use_bias=cfg.use_bias
+        )(a)
         x = x + Dropout(cfg.dropout, deterministic=self.deterministic)(a)
         x = x + ConvModule(cfg, self.deterministic, name="conv")(x)
         x = x + 0.5 * FeedForward(cfg, self.deterministic, name="ffn_2")(x)
-        x = LayerNorm(dtype=dt, name="final_norm")(x)
+        x = _norm(cfg, "final_norm")(x)
         return constrain(x, ("batch", "length", "embed")), None
 
 
 class ConformerStack(nn.Module):
-    """`num_layers` conformer blocks sharing one relative position bias."""
+    """`num_layers` conformer blocks sharing one relative position bias (position "t5"; other
+    positions: no shared bias, no `rel_bias` param)."""
 
     cfg: W2VBertConfig
     num_layers: int
@@ -246,14 +353,21 @@ class ConformerStack(nn.Module):
         cfg = self.cfg
         t = x.shape[1]
         idx = jnp.arange(t, dtype=jnp.int32)
-        bias = RelativePositionBias(
-            cfg.num_heads,
-            cfg.rel_buckets,
-            cfg.rel_max_distance,
-            causal=False,
-            dtype=cfg.compute_dtype,
-            name="rel_bias",
-        )(idx, idx)
+        if cfg.position == "t5":
+            bias = RelativePositionBias(
+                cfg.num_heads,
+                cfg.rel_buckets,
+                cfg.rel_max_distance,
+                causal=False,
+                dtype=cfg.compute_dtype,
+                name="rel_bias",
+            )(idx, idx)
+        elif cfg.position in ("relative_key", "none"):
+            bias = None
+        else:
+            raise ValueError(
+                f"w2v_bert.position must be 't5', 'relative_key' or 'none', got {cfg.position!r}"
+            )
         mask = jnp.ones((1, 1, 1, t), bool)
         block = ConformerBlock
         if cfg.remat != "none":

@@ -54,6 +54,15 @@ class TrainState:
     nonfinite_step: jax.Array  # int32: -1, or the step whose loss/grads were not finite
 
 
+def config_meta(config: Any) -> dict:
+    """{"config": ...} as JSON-able values: what every checkpoint's meta carries, so inference
+    code (checkpoint.read_trained) rebuilds the model from the checkpoint alone."""
+    meta = {"config": config.to_dict() if hasattr(config, "to_dict") else dict(config)}
+    return jax.tree.map(
+        lambda x: x if isinstance(x, (int, float, str, bool, type(None))) else str(x), meta
+    )
+
+
 def group_metric(groups: tuple[str, ...], group: str, name: str) -> str:
     """`grad_norm` for a one-group model, `generator/grad_norm` for a GAN."""
     return name if len(groups) == 1 else f"{group}/{name}"
@@ -383,10 +392,7 @@ def _train(config, workdir, model, train_source, eval_source, mesh, rules) -> Tr
     hash_file = (
         os.path.join(workdir, f"batch_hashes{suffix}.txt") if tcfg.get("log_batch_hashes") else None
     )
-    meta = {"config": config.to_dict() if hasattr(config, "to_dict") else dict(config)}
-    meta = jax.tree.map(
-        lambda x: x if isinstance(x, (int, float, str, bool, type(None))) else str(x), meta
-    )
+    meta = config_meta(config)
 
     def check_finite(st: TrainState) -> None:
         bad = int(jax.device_get(st.nonfinite_step))
