@@ -1,4 +1,5 @@
-"""`import audiolm_jax`, the training path and the codec never import TensorFlow."""
+"""`import audiolm_jax`, the training path, the codec, the tokenizers and the importers never
+import TensorFlow (nor torch: importers read safetensors with NumPy)."""
 
 import subprocess
 import sys
@@ -13,8 +14,10 @@ def test_no_tensorflow_on_the_training_path():
         "audiolm_jax.data.synthetic, audiolm_jax.codec, audiolm_jax.codec.model, "
         "audiolm_jax.dsp, audiolm_jax.data.audio, audiolm_jax.train.checkpoint, "
         "audiolm_jax.kmeans, audiolm_jax.semantic, audiolm_jax.semantic.w2v_bert, "
-        "audiolm_jax.semantic.fit, audiolm_jax.semantic.abx;"
+        "audiolm_jax.semantic.fit, audiolm_jax.semantic.abx, audiolm_jax.semantic.hubert, "
+        "audiolm_jax.semantic.w2v_bert2, audiolm_jax.importers, audiolm_jax.importers.encodec, "
+        "audiolm_jax.importers.hubert, audiolm_jax.importers.w2v_bert2;"
         "bad = [m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'seqio', "
-        "'tensorflow_datasets')]; assert not bad, bad"
+        "'tensorflow_datasets', 'torch', 'transformers')]; assert not bad, bad"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)
