@@ -1,6 +1,7 @@
 """Assembles (model, train data, eval data) from a config: the one place `config.model` is read.
 
-Registered: the stage LMs, the SoundStream codec GAN, w2v-BERT.
+Registered: the stage LMs (on synthetic tokens or the token cache), the SoundStream codec GAN,
+w2v-BERT.
 """
 
 from __future__ import annotations
@@ -11,10 +12,16 @@ from typing import Any
 from audiolm_jax.train.interface import DataSource, Model
 
 
-def _lm_sources(config: Any) -> tuple[DataSource, DataSource]:
+def _lm_sources(config: Any) -> tuple[DataSource, DataSource | None]:
+    """Synthetic Markov tokens (data.source "markov") or a stage's sequences from token caches
+    through seqio (data.source "cache", see audiolm_jax.data.pipeline.cache_data_config)."""
     d = config.data
+    if d.source == "cache":
+        from audiolm_jax.data.pipeline import cache_sources
+
+        return cache_sources(config)
     if d.source != "markov":
-        raise ValueError(f"config.data.source must be 'markov' for now, got {d.source!r}")
+        raise ValueError(f"config.data.source must be 'markov' or 'cache', got {d.source!r}")
     import jax
 
     from audiolm_jax.data.synthetic import MarkovSource

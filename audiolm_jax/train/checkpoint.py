@@ -5,10 +5,14 @@
   reported with its path, moved aside to `<workdir>/unreadable_checkpoints/` (nothing is deleted)
   and the previous one is tried.
 - A checkpoint written by another config refuses to load, naming the mismatched shapes.
+- Sources that stream through tf.data (`audiolm_jax.data.pipeline.CacheSource`) also have their
+  iterator saved, per process (`DataIteratorHandler`), so a resumed run continues with exactly
+  the next batch; other sources see none of this.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import shutil
@@ -70,11 +74,65 @@ def check_shapes(saved: dict[str, tuple], expected: dict[str, tuple], where: str
         )
 
 
-class Checkpointer:
-    """Saves and restores {state, data position, config} under `<workdir>/checkpoints`."""
+ITERATOR_ITEM = "data_iterator"
 
-    def __init__(self, workdir: str, *, keep: int, async_save: bool = True):
+
+def _process_dir() -> str:
+    return f"process_{jax.process_index()}-of-{jax.process_count()}"
+
+
+class DataIteratorHandler(ocp.CheckpointHandler):
+    """Saves a tf.data iterator per process: `<item>/process_<i>-of-<n>/iterator.*`, written by
+    `tf.train.Checkpoint(iterator=it)` (every op in the pipeline must be a TF-graph op).
+
+    Restore reads this process's iterator into the one given and returns True, or returns False
+    when the checkpoint holds none for this process and process count (then the source decides
+    how to continue)."""
+
+    def save(self, directory, args: DataIteratorSave) -> None:
+        import tensorflow as tf
+
+        path = os.path.join(os.fspath(directory), _process_dir())
+        tf.io.gfile.makedirs(path)
+        tf.train.Checkpoint(iterator=args.iterator).write(os.path.join(path, "iterator"))
+
+    def restore(self, directory, args: DataIteratorRestore) -> bool:
+        import tensorflow as tf
+
+        path = os.path.join(os.fspath(directory), _process_dir())
+        if not tf.io.gfile.isdir(path):
+            return False
+        status = tf.train.Checkpoint(iterator=args.iterator).read(os.path.join(path, "iterator"))
+        status.assert_consumed()
+        return True
+
+
+@ocp.args.register_with_handler(DataIteratorHandler, for_save=True)
+@dataclasses.dataclass
+class DataIteratorSave(ocp.args.CheckpointArgs):
+    iterator: Any
+
+
+@ocp.args.register_with_handler(DataIteratorHandler, for_restore=True)
+@dataclasses.dataclass
+class DataIteratorRestore(ocp.args.CheckpointArgs):
+    iterator: Any
+
+
+class Checkpointer:
+    """Saves and restores {state, data position, config} under `<workdir>/checkpoints`.
+
+    `iterator_source`: a data source with `iterator_checkpoint()` (the tf.data iterator to
+    save) and `iterator_for_restore(data_state)` (the iterator to read a saved one into, or
+    None); its iterator is saved with every checkpoint and read back on restore, and the
+    restored data state then says `iterator_restored: True`.
+    """
+
+    def __init__(
+        self, workdir: str, *, keep: int, async_save: bool = True, iterator_source: Any = None
+    ):
         self.workdir = os.path.abspath(workdir)
+        self._iterator_source = iterator_source
         self.directory = os.path.join(self.workdir, "checkpoints")
         self._options = ocp.CheckpointManagerOptions(
             max_to_keep=keep,
@@ -85,14 +143,15 @@ class Checkpointer:
         self._open()
 
     def _open(self) -> None:
+        handlers = {
+            "state": ocp.StandardCheckpointHandler(),
+            "data": ocp.JsonCheckpointHandler(),
+            "meta": ocp.JsonCheckpointHandler(),
+        }
+        if self._iterator_source is not None:
+            handlers[ITERATOR_ITEM] = DataIteratorHandler()
         self.manager = ocp.CheckpointManager(
-            self.directory,
-            options=self._options,
-            item_handlers={
-                "state": ocp.StandardCheckpointHandler(),
-                "data": ocp.JsonCheckpointHandler(),
-                "meta": ocp.JsonCheckpointHandler(),
-            },
+            self.directory, options=self._options, item_handlers=handlers
         )
 
     def steps(self) -> list[int]:
@@ -108,15 +167,14 @@ class Checkpointer:
         """Saves (asynchronously unless `wait`); a step already on disk is left as it is."""
         if step in self.manager.all_steps():
             return
-        self.manager.save(
-            step,
-            args=ocp.args.Composite(
-                state=ocp.args.StandardSave(state),
-                data=ocp.args.JsonSave(data_state),
-                meta=ocp.args.JsonSave(meta),
-            ),
-            force=True,
+        items = dict(
+            state=ocp.args.StandardSave(state),
+            data=ocp.args.JsonSave(data_state),
+            meta=ocp.args.JsonSave(meta),
         )
+        if self._iterator_source is not None:
+            items[ITERATOR_ITEM] = DataIteratorSave(self._iterator_source.iterator_checkpoint())
+        self.manager.save(step, args=ocp.args.Composite(**items), force=True)
         if wait:
             self.manager.wait_until_finished()
 
@@ -162,7 +220,8 @@ class Checkpointer:
                         ),
                     )
                     log.info("Resuming from checkpoint %s (step %d).", where, step)
-                    return step, out["state"], dict(out["data"]), dict(out["meta"])
+                    data_state = self._restore_iterator(step, dict(out["data"]))
+                    return step, out["state"], data_state, dict(out["meta"])
                 except ShapeMismatchError:
                     raise
                 except Exception as e:
@@ -177,6 +236,36 @@ class Checkpointer:
                 moved,
             )
         return None
+
+    def _restore_iterator(self, step: int, data_state: dict) -> dict:
+        """Reads the saved data iterator of `step` into the source's, if there is one that
+        this run can continue; `data_state` gains `iterator_restored`."""
+        source = self._iterator_source
+        if source is None:
+            return data_state
+        where = os.path.join(self._step_dir(step), ITERATOR_ITEM)
+        restored = False
+        if not os.path.isdir(where):
+            log.info("Checkpoint step %d holds no data iterator.", step)
+            return {**data_state, "iterator_restored": False}
+        # A data iterator that does not read back is no reason to drop the checkpoint: the
+        # source can still reach the saved position by replaying its stream.
+        try:
+            iterator = source.iterator_for_restore(data_state)
+            if iterator is not None:
+                args = ocp.args.Composite(**{ITERATOR_ITEM: DataIteratorRestore(iterator)})
+                restored = bool(self.manager.restore(step, args=args)[ITERATOR_ITEM])
+                if not restored:
+                    log.warning("%s holds no data iterator for %s.", where, _process_dir())
+        except Exception as e:
+            log.warning(
+                "The data iterator in %s could not be read (%s: %s); the data source replays "
+                "its stream to the saved position instead.",
+                where,
+                type(e).__name__,
+                str(e).splitlines()[0][:200] if str(e) else "",
+            )
+        return {**data_state, "iterator_restored": restored}
 
     def close(self) -> None:
         self.manager.wait_until_finished()

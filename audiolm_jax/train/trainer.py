@@ -349,6 +349,8 @@ def _train(config, workdir, model, train_source, eval_source, mesh, rules) -> Tr
         workdir,
         keep=int(tcfg.keep_checkpoints),
         async_save=bool(tcfg.get("async_checkpoints", True)),
+        # tf.data sources (the token cache) save their iterator with every checkpoint.
+        iterator_source=train_source if hasattr(train_source, "iterator_checkpoint") else None,
     )
     state_sh, abstract = state_shardings(model, txs, sample, config.seed, mesh, rules)
     batch_sh = sharding.batch_sharding(mesh, rules)
