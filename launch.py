@@ -6,6 +6,9 @@
     python launch.py --config=soundstream_tiny --mode=reconstruct --input=DIR --levels=2
     python launch.py --config=w2v_bert_tiny --mode=fit_kmeans   # semantic tokenizer's k-means
     python launch.py --mode=import --from=encodec --checkpoint=DIR --workdir=runs/encodec
+    python launch.py --config=corpus --mode=build_dataset --input=DIR --workdir=runs/corpus
+    python launch.py --config=corpus --mode=tokenize --workdir=runs/corpus \
+        --config.tokenize.codec=runs/soundstream_tiny --config.tokenize.semantic=runs/w2v
 
 `--config` is a name from configs/ (see `--list_configs`) or a path to a config .py file;
 `--config.a.b=v` overrides any field. Training resumes from the newest checkpoint in --workdir.
@@ -40,7 +43,7 @@ flags.DEFINE_string(
     None,
     '--dry_run: compile for this TPU topology, e.g. v5e:4x4 (needs pip install -e ".[tpu_aot]")',
 )
-flags.DEFINE_string("input", None, "--mode=reconstruct: folder of audio files to reconstruct")
+flags.DEFINE_string("input", None, "--mode=reconstruct / build_dataset: a folder of audio files")
 flags.DEFINE_integer("levels", None, "--mode=reconstruct: RVQ levels to use (default all)")
 flags.DEFINE_string(
     "from", None, "--mode=import: encodec, hubert or w2v_bert2 (audiolm_jax/importers)"

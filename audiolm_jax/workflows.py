@@ -267,6 +267,101 @@ def run_fit_kmeans(config: Any, workdir: str) -> dict:
     return summary
 
 
+def _source_config(config: Any, input: str | None):
+    from audiolm_jax.data.sources import AudioSourceConfig
+
+    c = config.corpus
+    root = input or c.root
+    if not root:
+        raise ValueError("--mode=build_dataset needs --input=DIR (or --config.corpus.root=DIR)")
+    subsets = tuple(s for s in str(c.get("subsets", "")).split(",") if s) or None
+    count = int(c.get("eval_speaker_count", 0) or 0)
+    return AudioSourceConfig(
+        layout=c.layout,
+        root=os.path.abspath(root),
+        sample_rate=int(c.sample_rate),
+        max_seconds=float(c.max_seconds),
+        min_seconds=float(c.min_seconds),
+        loudness_db=float(c.loudness_db) if c.get("normalize", True) else None,
+        eval_speakers=float(c.eval_speakers),
+        eval_speaker_count=count or None,
+        seed=int(c.seed),
+        subsets=subsets,
+    )
+
+
+def _data_dir(config: Any, workdir: str) -> str:
+    return config.corpus.get("data_dir") or os.path.join(workdir, "tfds")
+
+
+def run_build_dataset(config: Any, workdir: str, *, input: str | None = None) -> dict:
+    """A tfds dataset of the audio under `input` (config.corpus: layout, rate, segment length,
+    loudness, held-out speakers) in `<workdir>/tfds`; bad files are logged, counted and listed,
+    never fatal. Summary: examples, hours and speakers per split, bad files and their list."""
+    from audiolm_jax.data.tfds_builders import build_dataset
+
+    cfg = _source_config(config, input)
+    summary = build_dataset(
+        cfg,
+        _data_dir(config, workdir),
+        config.corpus.name,
+        overwrite=bool(config.corpus.get("overwrite", False)),
+    )
+    with open(os.path.join(workdir, "build_dataset.json"), "w") as f:
+        json.dump(summary, f, indent=2, default=str)
+    return summary
+
+
+def run_tokenize(config: Any, workdir: str) -> dict:
+    """The token cache of the dataset `--mode=build_dataset` built: every split through the
+    codec of `config.tokenize.codec` and the semantic tokenizer of `config.tokenize.semantic`
+    into sharded TFRecords in `<workdir>/tokens` (resumable by shard; run the same command on
+    every host of a pod and each writes its own shards)."""
+    import jax
+
+    from audiolm_jax.data import token_cache
+    from audiolm_jax.data.tfds_builders import dataset_dir, load_examples
+
+    t = config.tokenize
+    if not t.codec or not t.semantic:
+        raise ValueError(
+            "--mode=tokenize needs --config.tokenize.codec=WORKDIR (a trained or imported codec) "
+            "and --config.tokenize.semantic=WORKDIR (a semantic tokenizer with its k-means)"
+        )
+    data_dir, name = _data_dir(config, workdir), config.corpus.name
+    summary_file = os.path.join(data_dir, name, "summary.json")
+    if not os.path.isfile(summary_file):
+        raise FileNotFoundError(
+            f"no dataset at {dataset_dir(data_dir, name)} ({summary_file} missing); run "
+            f"--mode=build_dataset --workdir={workdir} first"
+        )
+    with open(summary_file) as f:
+        splits = sorted(json.load(f)["splits"])
+    tokenizers = token_cache.Tokenizers.from_workdirs(
+        t.codec,
+        t.semantic,
+        sample_rate=int(config.corpus.sample_rate),
+        levels=int(t.levels) or None,
+    )
+    cache_dir = t.get("cache_dir") or os.path.join(workdir, "tokens")
+    out = {"cache_dir": os.path.abspath(cache_dir), "splits": {}}
+    for split in splits:
+        out["splits"][split] = token_cache.write_cache(
+            lambda split=split: load_examples(data_dir, name, split),
+            split,
+            cache_dir,
+            tokenizers,
+            num_shards=int(t.num_shards),
+            process_index=jax.process_index(),
+            process_count=jax.process_count(),
+            batch_size=int(t.batch_size),
+        )
+    if jax.process_index() == 0:
+        with open(os.path.join(workdir, "tokenize.json"), "w") as f:
+            json.dump(out, f, indent=2, default=str)
+    return out
+
+
 def run_dry_run(
     config: Any, workdir: str, *, devices: int | None = None, target: str | None = None
 ) -> dict:
@@ -286,6 +381,8 @@ MODES = {
     "quickstart": run_quickstart,
     "reconstruct": run_reconstruct,
     "fit_kmeans": run_fit_kmeans,
+    "build_dataset": run_build_dataset,
+    "tokenize": run_tokenize,
 }
 # launch.py flags a mode takes, passed as keyword arguments.
-MODE_FLAGS = {"reconstruct": ("input", "levels")}
+MODE_FLAGS = {"reconstruct": ("input", "levels"), "build_dataset": ("input",)}

@@ -216,6 +216,58 @@ def imported_feature_model(
     return c
 
 
+def corpus(**overrides) -> ml_collections.ConfigDict:
+    """The audio-token pipeline's sections (audiolm_jax/data): `corpus`, the local audio folder a
+    tfds dataset is built from (`--mode=build_dataset`), and `tokenize`, the tokenizers that
+    turn it into a sharded token cache (`--mode=tokenize`). Paths left empty default to
+    `<workdir>/tfds` and `<workdir>/tokens`."""
+    c = ml_collections.ConfigDict()
+    c.model = "corpus"
+    c.corpus = ml_collections.ConfigDict(
+        dict(
+            layout="folder",  # "folder", "librispeech" or "librilight"
+            root="",  # or --input=DIR
+            subsets="",  # comma-separated LibriSpeech / Libri-Light subsets; "" = all
+            sample_rate=16000,
+            max_seconds=30.0,  # longer recordings are cut at silences
+            min_seconds=0.5,
+            loudness_db=-20.0,  # RMS dBFS of every example; normalize=False leaves levels
+            normalize=True,
+            eval_speakers=0.1,  # fraction of speakers held out (whole speakers)
+            eval_speaker_count=0,  # > 0: exactly this many instead
+            seed=0,
+            name="local_audio",
+            data_dir="",
+            overwrite=False,
+        )
+    )
+    c.tokenize = ml_collections.ConfigDict(
+        dict(
+            codec="",  # workdir of a trained (or imported) codec
+            semantic="",  # workdir of a semantic tokenizer (model + fitted k-means)
+            cache_dir="",
+            levels=0,  # RVQ levels to keep; 0 = all
+            num_shards=16,  # per split; the same in every process and restart
+            batch_size=8,
+        )
+    )
+    c.update(overrides)
+    return c
+
+
+def cache_stage(
+    stage: str, corpora: dict, *, batch_size: int, seq_len: int, layout: dict | None = None
+) -> ml_collections.ConfigDict:
+    """A stage LM's `data` section reading token caches through seqio (corpus name -> cache
+    dir; several corpora make a Mixture weighted by hours). lm.vocab_size must cover the
+    cache's ids for the stage; the trainer says which size when it does not."""
+    from audiolm_jax.data.pipeline import cache_data_config
+
+    return cache_data_config(
+        corpora=corpora, stage=stage, batch_size=batch_size, seq_len=seq_len, layout=layout
+    )
+
+
 def get_base_config() -> ml_collections.ConfigDict:
     """The shared skeleton: seed, model kind, optimizer, train loop."""
     c = ml_collections.ConfigDict()

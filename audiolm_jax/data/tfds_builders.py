@@ -220,8 +220,10 @@ def dataset_dir(data_dir: str, name: str = "local_audio") -> str:
 
 
 def load_examples(data_dir: str, name: str = "local_audio", split: str = "train") -> Iterator[dict]:
-    """The examples of a built dataset's `split` as numpy dicts (id, speaker, path as bytes;
+    """The examples of a built dataset's `split` as numpy dicts (id, speaker, path as str;
     audio float32 [n]; start_seconds), in tfds' stored order, read through
-    `tfds.builder_from_directory` (no builder class or source needed)."""
+    `tfds.builder_from_directory` (no builder class or source needed): the dicts
+    `sources.iterate_examples` yields, so the token cache takes either."""
     builder = tfds.builder_from_directory(dataset_dir(data_dir, name))
-    return iter(tfds.as_numpy(builder.as_dataset(split=split, shuffle_files=False)))
+    for ex in tfds.as_numpy(builder.as_dataset(split=split, shuffle_files=False)):
+        yield {k: v.decode("utf-8") if isinstance(v, bytes) else v for k, v in ex.items()}

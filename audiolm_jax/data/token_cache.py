@@ -74,6 +74,11 @@ _SHARD_RE = re.compile(r"^(?P<split>.+)\.tfrecord-(?P<shard>\d{5})-of-(?P<num>\d
 # --- names -----------------------------------------------------------------------------------
 
 
+def _text(value: Any) -> str:
+    """A str from a str or utf-8 bytes (tfds' numpy examples hold bytes)."""
+    return value.decode("utf-8") if isinstance(value, bytes) else str(value)
+
+
 def shard_of(utterance_id: str, num_shards: int) -> int:
     """The shard an utterance goes to: crc32 of its utf-8 id, mod `num_shards` (stable across
     machines, Python versions and process counts)."""
@@ -471,7 +476,7 @@ class _ShardWriter:
         hops = (t.semantic_hop, t.acoustic_hop)
         frames = [max(1, -(-len(x) // h)) for x, h in zip(inputs, hops)]
         seconds = len(ex["audio"]) / t.sample_rate
-        return _Item(uid, str(ex.get("speaker", "")), self.shard, seconds, inputs, frames)
+        return _Item(uid, _text(ex.get("speaker", "")), self.shard, seconds, inputs, frames)
 
     def write(self, item: _Item) -> None:
         self.writer.write(_example_bytes(item, self.levels))
@@ -649,7 +654,7 @@ def write_cache(
 
         try:
             for ex in _open_stream(examples):
-                uid = str(ex["id"])
+                uid = _text(ex["id"])
                 w = writers.get(shard_of(uid, num_shards))
                 if w is not None:
                     item = w.admit(uid, ex, t)
