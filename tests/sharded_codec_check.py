@@ -32,17 +32,19 @@ def main():
     assert jax.device_count() == 8, jax.device_count()
     one = run({"data": 1}, jax.devices()[:1], config())
     many = run({"data": 8}, jax.devices(), config())
-    rel = []
+    rel, num, den = [], 0.0, 0.0
     for a, b in zip(
         jax.tree.leaves(jax.device_get(one.state.params)),
         jax.tree.leaves(jax.device_get(many.state.params)),
     ):
         rel.append(float(np.max(np.abs(a - b)) / (np.max(np.abs(a)) + 1e-12)))
+        num, den = num + float(np.sum((a - b) ** 2)), den + float(np.sum(a**2))
     cb = lambda r: np.asarray(jax.device_get(r.state.model_state["quantizer"]["codebook"]))
     out = {
         "metrics_one": one.metrics,
         "metrics_many": many.metrics,
         "max_rel_param_diff": max(rel),
+        "global_rel_param_diff": (num / den) ** 0.5,
         "max_codebook_diff": float(np.max(np.abs(cb(one) - cb(many)))),
         "batch_devices": len(
             many.state.params["generator"]["encoder"]["conv_in"]["kernel"].sharding.device_set

@@ -23,9 +23,14 @@ def test_mesh_shape_fills_minus_one_and_names_errors():
 @pytest.mark.slow
 def test_codec_gan_data_parallel_over_eight_devices_equals_one_device():
     r = eight_device_result("sharded_codec_check.py")
+    # Gradient norms get 1e-3: biases of the STFT discriminator whose gradients are ~0 carry
+    # reduction-order noise that Adam normalises into step-sized updates (seen: block2 biases
+    # 1.5e-5 apart after 3 steps, 5e-3 of their own size; discriminator grad norm 3e-4 apart).
     for k, v in r["metrics_one"].items():
-        assert r["metrics_many"][k] == pytest.approx(v, rel=1e-4), k
-    assert r["max_rel_param_diff"] < 1e-4
+        tol = 1e-3 if k.endswith("grad_norm") else 1e-4
+        assert r["metrics_many"][k] == pytest.approx(v, rel=tol), k
+    # All parameters together (a per-leaf ratio is ill-conditioned for those ~0 biases).
+    assert r["global_rel_param_diff"] < 1e-5
     assert r["max_codebook_diff"] < 1e-4  # EMA codebooks: the same updates from a split batch
     assert r["batch_devices"] == 8
 
