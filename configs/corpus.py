@@ -19,4 +19,5 @@ from configs import base
 def get_config() -> ml_collections.ConfigDict:
     c = base.get_base_config()
     c.update(base.corpus())
+    c.workflow = "build_dataset"  # the mode when --mode is not given
     return c
