@@ -16,6 +16,25 @@ jax.config.update("jax_compilation_cache_dir", str(CACHE))
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
 
 
+def run_launch(*args, timeout: float = 300) -> subprocess.CompletedProcess:
+    """`python launch.py ARGS` from the repository root, output captured."""
+    return subprocess.run(
+        [sys.executable, str(REPO / "launch.py"), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+
+
+def launch_summary(*args, timeout: float = 600) -> dict:
+    """`run_launch` that must succeed; returns the JSON summary launch.py prints."""
+    out = run_launch(*args, timeout=timeout)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return json.loads(out.stdout[out.stdout.index("{") :])
+
+
 @pytest.fixture
 def tiny_lm_config():
     """semantic_tiny shrunk to seconds: 1 layer, d 64, vocab 64."""

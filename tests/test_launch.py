@@ -1,25 +1,11 @@
 """launch.py: named configs, overrides, and errors that list what exists."""
 
-import os
-import subprocess
-import sys
-
 import pytest
-from conftest import REPO
+from conftest import REPO, run_launch
 
 from audiolm_jax import config as config_lib
 
-
-def _launch(*args, timeout=300):
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.run(
-        [sys.executable, str(REPO / "launch.py"), *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        cwd=REPO,
-        env=env,
-    )
+_launch = run_launch
 
 
 def test_mistyped_config_name_lists_configs():
