@@ -31,8 +31,13 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+# tests/reference_models.py: the stand-in models the tests use too.
+sys.path.insert(
+    0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests")
+)
 
 import numpy as np  # noqa: E402
+from reference_models import fill_encodec_codebooks  # noqa: E402
 
 from benchmarks.common import median_time, report  # noqa: E402
 
@@ -61,24 +66,6 @@ def corpus_clips(seconds: float, sample_rate: int) -> np.ndarray:
     return cat.reshape(n_clips, n)
 
 
-def fill_codebooks(model, wav: np.ndarray, seed: int) -> None:
-    """Each level's codebook = mean + std * N(0, 1) of the residual it sees on `wav` (seeded), as
-    tests/test_import_encodec.py does, so the codes spread over many values."""
-    import torch
-
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        emb = model.encoder(torch.from_numpy(wav)[:, None])
-        r = emb.transpose(1, 2).reshape(-1, emb.shape[1])
-        for layer in model.quantizer.layers:
-            book = layer.codebook
-            cb = r.mean(0) + torch.randn(book.embed.shape, generator=g) * r.std(0)
-            book.embed.copy_(cb)
-            book.embed_avg.copy_(cb)
-            book.cluster_size.copy_(torch.rand(book.cluster_size.shape, generator=g) * 10)
-            r = r - cb[book.quantize(r)]
-
-
 def bench_encodec(seconds: float, repeats: int, tmp: str) -> dict:
     import torch
     import transformers
@@ -91,7 +78,7 @@ def bench_encodec(seconds: float, repeats: int, tmp: str) -> dict:
     audio_s = clips.shape[0] * clips.shape[1] / 24000
     torch.manual_seed(0)
     model = transformers.EncodecModel(transformers.EncodecConfig()).eval()
-    fill_codebooks(model, clips[:1], seed=1)
+    fill_encodec_codebooks(model, clips[:1], seed=1)
     n_params = sum(p.numel() for p in model.parameters())
     path = os.path.join(tmp, "encodec")
     model.save_pretrained(path)

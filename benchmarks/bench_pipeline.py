@@ -38,9 +38,14 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+# tests/reference_models.py: the stand-in models the tests use too.
+sys.path.insert(
+    0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests")
+)
 
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
+from reference_models import tiny_tokenizer_workdirs  # noqa: E402
 
 from benchmarks.common import median_time, report  # noqa: E402
 
@@ -59,34 +64,6 @@ def speech_folder(root: str) -> None:
         dest = os.path.join(root, e["speaker"], e["file"])
         os.makedirs(os.path.dirname(dest), exist_ok=True)
         shutil.copy(e["path"], dest)
-
-
-def tokenizer_workdirs(tmp: str) -> tuple[str, str]:
-    """Untrained tiny codec and w2v-BERT (+ random k-means) as checkpoints (tests/
-    test_pipeline_e2e.py does the same)."""
-    import flax.linen as nn
-    import jax.numpy as jnp
-
-    from audiolm_jax import kmeans
-    from audiolm_jax.codec.model import CodecConfig, init_generator
-    from audiolm_jax.config import load_config
-    from audiolm_jax.importers.common import write_checkpoint
-    from audiolm_jax.semantic import w2v_bert
-
-    codec_dir, sem_dir = os.path.join(tmp, "codec"), os.path.join(tmp, "w2v")
-    c = load_config("soundstream_tiny")
-    cfg = CodecConfig.from_config(c.codec)
-    params, qstate = init_generator(cfg, jax.random.key(0), jnp.zeros((2, 8000)))
-    state = {"quantizer": qstate, "step": jnp.zeros((), jnp.int32)}
-    write_checkpoint(codec_dir, c, {"generator": nn.unbox(params)}, state, source="bench")
-    w = load_config("w2v_bert_tiny")
-    wcfg = w2v_bert.W2VBertConfig.from_config(w.w2v_bert)
-    p, _ = w2v_bert.W2VBert(wcfg).init(jax.random.key(1), {"wav": jnp.zeros((1, 16000))})
-    write_checkpoint(sem_dir, w, nn.unbox(p), {"step": jnp.zeros((), jnp.int32)}, source="bench")
-    k = int(w.semantic.k)
-    centroids = np.random.default_rng(2).normal(size=(k, wcfg.d_model)).astype(np.float32)
-    kmeans.save(os.path.join(sem_dir, "kmeans"), centroids, meta={"layer": int(w.semantic.layer)})
-    return codec_dir, sem_dir
 
 
 def time_source(source, batches: int, rounds: int) -> dict:
@@ -143,7 +120,7 @@ def main() -> None:
         audio_s = train["hours"] * 3600
 
         # 2. token cache of the train split
-        codec_dir, sem_dir = tokenizer_workdirs(tmp)
+        codec_dir, sem_dir = tiny_tokenizer_workdirs(tmp)
         toks = token_cache.Tokenizers.from_workdirs(codec_dir, sem_dir, sample_rate=16000)
         passes = {"n": 0}
 

@@ -7,15 +7,14 @@ importer's errors."""
 import json
 import os
 import shutil
-import subprocess
-import sys
 
 import jax.numpy as jnp
 import numpy as np
 import pytest
 import torch
 import transformers
-from conftest import REPO
+from conftest import launch_summary, run_launch
+from reference_models import fill_encodec_codebooks
 from safetensors.numpy import load_file, save_file
 
 from audiolm_jax import codec, dsp
@@ -36,27 +35,11 @@ def _speech(seconds: float) -> np.ndarray:
     return np.stack(clips).astype(np.float32)
 
 
-def _fill_codebooks(model, wav: np.ndarray, seed: int) -> None:
-    """Each level's codebook = mean + std * N(0, 1) of the residual it sees on `wav` (seeded,
-    per dimension), so the codes spread over many values."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        emb = model.encoder(torch.from_numpy(wav)[:, None])
-        r = emb.transpose(1, 2).reshape(-1, emb.shape[1])
-        for layer in model.quantizer.layers:
-            book = layer.codebook
-            cb = r.mean(0) + torch.randn(book.embed.shape, generator=g) * r.std(0)
-            book.embed.copy_(cb)
-            book.embed_avg.copy_(cb)
-            book.cluster_size.copy_(torch.rand(book.cluster_size.shape, generator=g) * 10)
-            r = r - cb[book.quantize(r)]
-
-
 def _reference(config: dict, path, wav: np.ndarray, seed: int = 0):
     """Builds, fills, saves an EncodecModel; returns (codes [b, frames, Q], audio [b, n])."""
     torch.manual_seed(seed)
     model = transformers.EncodecModel(transformers.EncodecConfig(**config)).eval()
-    _fill_codebooks(model, wav, seed + 1)
+    fill_encodec_codebooks(model, wav, seed + 1)
     model.save_pretrained(path)
     with torch.no_grad():
         out = model.encode(
@@ -162,12 +145,8 @@ def test_streaming_an_imported_codec_equals_whole_signal(tiny):
 def test_launch_import_writes_a_checkpoint_codec_load_reads(tiny, tmp_path):
     path, wav, codes_hf, audio_hf = tiny
     workdir = tmp_path / "run"
-    cmd = [sys.executable, str(REPO / "launch.py"), "--mode=import", "--from=encodec"]
-    cmd += [f"--checkpoint={path}", f"--workdir={workdir}"]
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    out = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, env=env, timeout=300)
-    assert out.returncode == 0, out.stderr[-2000:]
-    summary = json.loads(out.stdout[out.stdout.index("{") :])
+    args = ["--mode=import", "--from=encodec", f"--checkpoint={path}", f"--workdir={workdir}"]
+    summary = launch_summary(*args, timeout=300)
     assert summary["model"] == "soundstream" and summary["params"] > 0
     _check(codec.load(str(workdir)), wav, codes_hf, audio_hf)
     # The written config rebuilds the model for later workflows (--config=<workdir>/config.py).
@@ -176,7 +155,7 @@ def test_launch_import_writes_a_checkpoint_codec_load_reads(tiny, tmp_path):
     config = config_lib.load_config(str(workdir / "config.py"))
     assert CodecConfig.from_config(config.codec) == codec.load(str(workdir)).cfg
     # A second import into the same workdir refuses and leaves the first in place.
-    again = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, env=env, timeout=300)
+    again = run_launch(*args)
     assert again.returncode == 2 and "already holds checkpoints" in again.stderr
     assert (workdir / "checkpoints" / "0").is_dir()
 

@@ -11,8 +11,6 @@ give one frame per 320 samples.
 import json
 import os
 import shutil
-import subprocess
-import sys
 
 import jax
 import jax.numpy as jnp
@@ -20,7 +18,7 @@ import numpy as np
 import pytest
 import torch
 import transformers
-from conftest import REPO
+from conftest import launch_summary
 from safetensors.numpy import load_file, save_file
 
 from audiolm_jax import dsp, semantic
@@ -191,19 +189,9 @@ def test_import_fit_kmeans_load_encode_through_launch(checkpoints, tmp_path):
     line: import, fit k-means on the written config, `semantic.load`, 50 ids a second."""
     path, _ = checkpoints["group"]
     workdir = tmp_path / "hubert"
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
 
     def launch(*args):
-        out = subprocess.run(
-            [sys.executable, str(REPO / "launch.py"), *args, f"--workdir={workdir}"],
-            capture_output=True,
-            text=True,
-            cwd=REPO,
-            env=env,
-            timeout=600,
-        )
-        assert out.returncode == 0, out.stderr[-3000:]
-        return json.loads(out.stdout[out.stdout.index("{") :])
+        return launch_summary(*args, f"--workdir={workdir}")
 
     summary = launch("--mode=import", "--from=hubert", f"--checkpoint={path}")
     assert summary["model"] == "hubert"

@@ -3,38 +3,17 @@ speech with a corrupt and an empty file -> `--mode=build_dataset` (tfds) -> `--m
 (token cache, with a codec and a semantic tokenizer loaded from their workdirs) -> each stage's
 seqio Task -> a stage LM trained on the cache."""
 
-import json
 import os
 import shutil
 import subprocess
-import sys
 
-import flax.linen as nn
-import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 import soundfile as sf
-from conftest import REPO
+from conftest import launch_summary
+from reference_models import tiny_tokenizer_workdirs
 
-from audiolm_jax import kmeans
-from audiolm_jax.config import load_config
 from audiolm_jax.data import audio, token_cache
-
-ENV = {**os.environ, "PYTHONPATH": str(REPO)}
-
-
-def _launch(*args, timeout=600):
-    out = subprocess.run(
-        [sys.executable, str(REPO / "launch.py"), *args],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        env=ENV,
-        timeout=timeout,
-    )
-    assert out.returncode == 0, out.stderr[-3000:]
-    return json.loads(out.stdout[out.stdout.index("{") :])
 
 
 def _speech_folder(root) -> dict[str, str]:
@@ -64,36 +43,13 @@ def _speech_folder(root) -> dict[str, str]:
     return good
 
 
-def _tokenizer_workdirs(tmp_path) -> tuple[str, str]:
-    """Untrained tiny codec and w2v-BERT (+ random k-means) written as checkpoints, as training
-    or `--mode=import` would leave them (speed and plumbing do not depend on training)."""
-    from audiolm_jax.codec.model import CodecConfig, init_generator
-    from audiolm_jax.importers.common import write_checkpoint
-    from audiolm_jax.semantic import w2v_bert
-
-    codec_dir, sem_dir = str(tmp_path / "codec"), str(tmp_path / "w2v")
-    c = load_config("soundstream_tiny")
-    cfg = CodecConfig.from_config(c.codec)
-    params, qstate = init_generator(cfg, jax.random.key(0), jnp.zeros((2, 8000)))
-    state = {"quantizer": qstate, "step": jnp.zeros((), jnp.int32)}
-    write_checkpoint(codec_dir, c, {"generator": nn.unbox(params)}, state, source="test")
-    w = load_config("w2v_bert_tiny")
-    wcfg = w2v_bert.W2VBertConfig.from_config(w.w2v_bert)
-    p, _ = w2v_bert.W2VBert(wcfg).init(jax.random.key(1), {"wav": jnp.zeros((1, 16000))})
-    write_checkpoint(sem_dir, w, nn.unbox(p), {"step": jnp.zeros((), jnp.int32)}, source="test")
-    k = int(w.semantic.k)
-    centroids = np.random.default_rng(2).normal(size=(k, wcfg.d_model)).astype(np.float32)
-    kmeans.save(os.path.join(sem_dir, "kmeans"), centroids, meta={"layer": int(w.semantic.layer)})
-    return codec_dir, sem_dir
-
-
 @pytest.mark.slow
 def test_folder_to_cache_to_stage_tasks_to_training(tmp_path):
     good = _speech_folder(tmp_path / "audio")
-    codec_dir, sem_dir = _tokenizer_workdirs(tmp_path)
+    codec_dir, sem_dir = tiny_tokenizer_workdirs(str(tmp_path))
     work = tmp_path / "corpus"
 
-    built = _launch(
+    built = launch_summary(
         "--config=corpus",
         "--mode=build_dataset",
         f"--input={tmp_path / 'audio'}",
@@ -107,7 +63,7 @@ def test_folder_to_cache_to_stage_tasks_to_training(tmp_path):
     assert "corrupt.flac" in listed and "empty.wav" in listed
     assert set(built["splits"]) == {"train", "validation"}
 
-    out = _launch(
+    out = launch_summary(
         "--config=corpus",
         "--mode=tokenize",
         f"--workdir={work}",
@@ -148,7 +104,7 @@ def test_folder_to_cache_to_stage_tasks_to_training(tmp_path):
         assert ex["weights"].sum() > 0
 
     # A stage LM trains on it from a config naming the cache.
-    summary = _launch(
+    summary = launch_summary(
         "--config=semantic_cache_tiny",
         f"--workdir={tmp_path / 'lm'}",
         f"--config.data.corpora.corpus={cache}",

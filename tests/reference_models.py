@@ -1,0 +1,54 @@
+"""Reference and stand-in models shared by tests and benchmarks (benchmarks put tests/ on
+sys.path): untrained tiny tokenizers written as workdirs, and transformers' EnCodec with
+codebooks that make its codes spread."""
+
+import os
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from audiolm_jax import kmeans
+from audiolm_jax.config import load_config
+
+
+def tiny_tokenizer_workdirs(root: str, source: str = "test") -> tuple[str, str]:
+    """Untrained tiny codec and w2v-BERT (+ random k-means) written as checkpoints, as training
+    or `--mode=import` would leave them (speed and plumbing do not depend on training)."""
+    from audiolm_jax.codec.model import CodecConfig, init_generator
+    from audiolm_jax.importers.common import write_checkpoint
+    from audiolm_jax.semantic import w2v_bert
+
+    codec_dir, sem_dir = os.path.join(root, "codec"), os.path.join(root, "w2v")
+    c = load_config("soundstream_tiny")
+    cfg = CodecConfig.from_config(c.codec)
+    params, qstate = init_generator(cfg, jax.random.key(0), jnp.zeros((2, 8000)))
+    state = {"quantizer": qstate, "step": jnp.zeros((), jnp.int32)}
+    write_checkpoint(codec_dir, c, {"generator": nn.unbox(params)}, state, source=source)
+    w = load_config("w2v_bert_tiny")
+    wcfg = w2v_bert.W2VBertConfig.from_config(w.w2v_bert)
+    p, _ = w2v_bert.W2VBert(wcfg).init(jax.random.key(1), {"wav": jnp.zeros((1, 16000))})
+    write_checkpoint(sem_dir, w, nn.unbox(p), {"step": jnp.zeros((), jnp.int32)}, source=source)
+    k = int(w.semantic.k)
+    centroids = np.random.default_rng(2).normal(size=(k, wcfg.d_model)).astype(np.float32)
+    kmeans.save(os.path.join(sem_dir, "kmeans"), centroids, meta={"layer": int(w.semantic.layer)})
+    return codec_dir, sem_dir
+
+
+def fill_encodec_codebooks(model, wav: np.ndarray, seed: int) -> None:
+    """Each level's codebook = mean + std * N(0, 1) of the residual it sees on `wav` (seeded,
+    per dimension), so the codes spread over many values."""
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        emb = model.encoder(torch.from_numpy(wav)[:, None])
+        r = emb.transpose(1, 2).reshape(-1, emb.shape[1])
+        for layer in model.quantizer.layers:
+            book = layer.codebook
+            cb = r.mean(0) + torch.randn(book.embed.shape, generator=g) * r.std(0)
+            book.embed.copy_(cb)
+            book.embed_avg.copy_(cb)
+            book.cluster_size.copy_(torch.rand(book.cluster_size.shape, generator=g) * 10)
+            r = r - cb[book.quantize(r)]
