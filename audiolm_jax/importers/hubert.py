@@ -35,7 +35,6 @@ from audiolm_jax.importers.common import (
     check_model_type,
     read_hf_config,
     read_state_dict,
-    weight_norm_fold,
 )
 from audiolm_jax.semantic.hubert import HubertConfig, param_shapes
 
@@ -53,20 +52,6 @@ def _linear(t: Tensors, name: str, d_in: int, d_out: int) -> dict:
 
 def _norm(t: Tensors, name: str, d: int) -> dict:
     return {"scale": t.take(f"{name}.weight", (d,)), "bias": t.take(f"{name}.bias", (d,))}
-
-
-def _pos_conv_weight(t: Tensors, name: str, shape: tuple[int, ...]) -> np.ndarray:
-    """The positional conv's effective weight `[out, in / groups, k]`: weight norm over dim 2
-    (one g per kernel tap), in either spelling, or a plain weight (the BatchNorm variant)."""
-    for g_name, v_name in (
-        (f"{name}.parametrizations.weight.original0", f"{name}.parametrizations.weight.original1"),
-        (f"{name}.weight_g", f"{name}.weight_v"),
-    ):
-        if t.has(v_name):
-            v = t.take(v_name, shape)
-            g = t.take(g_name, (1, 1, shape[2]))
-            return weight_norm_fold(g, v, t.prefix + name, axis=2)
-    return t.take(f"{name}.weight", shape)
 
 
 def hf_to_params(tensors: Tensors, cfg: HubertConfig) -> dict:
@@ -94,7 +79,7 @@ def hf_to_params(tensors: Tensors, cfg: HubertConfig) -> dict:
 
     k, g = cfg.num_conv_pos_embeddings, cfg.num_conv_pos_embedding_groups
     pc = "encoder.pos_conv_embed"
-    w = _pos_conv_weight(t, f"{pc}.conv", (d, d // g, k))
+    w = t.weight_norm(f"{pc}.conv", (d, d // g, k), axis=2)
     pos: dict[str, Any] = {"kernel": w.transpose(2, 1, 0), "bias": t.take(f"{pc}.conv.bias", (d,))}
     if cfg.conv_pos_batch_norm:
         bn = f"{pc}.batch_norm"

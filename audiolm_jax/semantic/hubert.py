@@ -46,16 +46,10 @@ import jax.numpy as jnp
 
 from audiolm_jax.config import dataclass_from_config
 from audiolm_jax.lm.layers import Dense, LayerNorm, constrain
+from audiolm_jax.semantic import w2v_bert
 
-# transformers' ACT2FN names -> functions ("gelu" is the exact, erf-based GELU).
-ACTIVATIONS = {
-    "gelu": lambda x: jax.nn.gelu(x, approximate=False),
-    "gelu_new": lambda x: jax.nn.gelu(x, approximate=True),
-    "gelu_pytorch_tanh": lambda x: jax.nn.gelu(x, approximate=True),
-    "relu": jax.nn.relu,
-    "silu": jax.nn.silu,
-    "swish": jax.nn.silu,
-}
+# transformers' ACT2FN names -> functions, through the conformer's table.
+ACTIVATIONS = {hf: w2v_bert.ACTIVATIONS[ours] for hf, ours in w2v_bert.HF_ACTIVATIONS.items()}
 
 GROUP_NORM_EPS = 1e-5  # torch.nn.GroupNorm's default, as HubertGroupNormConvLayer uses it
 CONV_LAYER_NORM_EPS = 1e-5  # HubertLayerNormConvLayer's nn.LayerNorm: default eps, not config's

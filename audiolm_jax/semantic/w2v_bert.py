@@ -190,6 +190,18 @@ ACTIVATIONS = {
 }
 
 
+# transformers' hidden_act names (ACT2FN; "gelu" is the exact, erf-based GELU) -> ACTIVATIONS:
+# what the importers of HuBERT and w2v-BERT 2.0 map checkpoints' activations through.
+HF_ACTIVATIONS = {
+    "swish": "swish",
+    "silu": "swish",
+    "gelu": "gelu",
+    "gelu_new": "gelu_tanh",
+    "gelu_pytorch_tanh": "gelu_tanh",
+    "relu": "relu",
+}
+
+
 def activation(name: str):
     """The activation function `name` (W2VBertConfig.activation)."""
     if name not in ACTIVATIONS:

@@ -48,7 +48,12 @@ import numpy as np
 
 from audiolm_jax.config import dataclass_from_config
 from audiolm_jax.lm.layers import LayerNorm
-from audiolm_jax.semantic.w2v_bert import BiasDense, ConformerStack, W2VBertConfig
+from audiolm_jax.semantic.w2v_bert import (
+    HF_ACTIVATIONS,
+    BiasDense,
+    ConformerStack,
+    W2VBertConfig,
+)
 
 SAMPLE_RATE = 16000
 FBANK_WINDOW = 400  # 25 ms
@@ -62,15 +67,6 @@ MEL_FLOOR = 1.192092955078125e-07  # float32 epsilon, Kaldi's
 INT16_SCALE = 32768.0  # Kaldi reads 16-bit integer samples
 NORM_EPS = 1e-7
 
-# transformers' hidden_act names -> w2v_bert.ACTIVATIONS
-HF_ACTIVATIONS = {
-    "swish": "swish",
-    "silu": "swish",
-    "gelu": "gelu",
-    "gelu_new": "gelu_tanh",
-    "gelu_pytorch_tanh": "gelu_tanh",
-    "relu": "relu",
-}
 POSITIONS = {"relative_key": "relative_key", None: "none"}
 
 
