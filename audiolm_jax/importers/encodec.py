@@ -39,7 +39,8 @@ log = logging.getLogger("audiolm_jax")
 
 
 def codec_section(hf: dict, source: str = "config.json") -> dict:
-    """Our `config.codec` for an EnCodec config.json (raises for what our codec cannot run)."""
+    """The fields of our `config.codec` an EnCodec config.json sets, over configs/base.py's
+    soundstream() (raises for what our codec cannot run)."""
     get = lambda key, default=None: hf.get(key, default)
     unsupported = {
         "audio_channels": (get("audio_channels", 1), 1),
@@ -90,20 +91,10 @@ def codec_section(hf: dict, source: str = "config.json") -> dict:
             lstm_layers=int(get("num_lstm_layers", 2)),
             weight_norm=True,
             pad_mode=str(get("pad_mode", "reflect")),
-            dtype="float32",
         ),
-        quantizer=dict(
-            levels=levels,
-            codebook_size=size,
-            code_dim=0,
-            l2_normalize=False,
-            ema_decay=0.99,
-            dead_code_threshold=2.0,
-            # Fine-tuning an imported codec: its codebooks are trained, so no k-means restart.
-            dropout=1.0,
-            kmeans_init=False,
-            kmeans_iters=10,
-        ),
+        # The rest of the quantizer section is configs/base.py soundstream()'s; fine-tuning an
+        # imported codec starts from its trained codebooks, so no k-means restart.
+        quantizer=dict(levels=levels, codebook_size=size, kmeans_init=False),
     )
 
 
