@@ -339,6 +339,8 @@ def cache_sources(config: Any) -> tuple[CacheSource, CacheSource | None]:
     """(train, eval) sources for a stage LM from `config.data` (see `cache_data_config`)."""
     d = config.data
     name, layout = register_from_config(config)
+    # Recorded in every checkpoint's config: what `load_pipeline` checks the tokenizers against.
+    d.resolved = resolved_cache_info(config, layout)
     vocab = layout.vocab_size(d.stage)
     if vocab > config.lm.vocab_size:
         raise ValueError(
@@ -362,6 +364,24 @@ def cache_sources(config: Any) -> tuple[CacheSource, CacheSource | None]:
         return train, None
     replay = int(config.train.get("eval_batches", 1) or 1)
     return train, CacheSource.from_config(config, name, eval_split, shuffle=False, replay=replay)
+
+
+def resolved_cache_info(config: Any, layout: TokenLayout) -> dict:
+    """What a stage trained on: {"layout": the TokenLayout's fields, "tokenizers": the cache
+    manifest's tokenizer description (rates, sizes, checkpoints), "semantic_runs_per_second":
+    de-duplicated semantic ids per second of train audio (None for caches written before runs
+    were counted)}. The sampler sizes its semantic output with the last."""
+    import dataclasses
+
+    manifests = [seqio_tasks.read_manifest(c) for _, c in sorted(dict(config.data.corpora).items())]
+    runs = sum(m["splits"].get("train", {}).get("semantic_runs", 0) for m in manifests)
+    hours = sum(m["splits"].get("train", {}).get("hours", 0.0) for m in manifests)
+    first = manifests[0]
+    return {
+        "layout": dataclasses.asdict(layout),
+        "tokenizers": {k: first[k] for k in ("sample_rate", "semantic", "acoustic")},
+        "semantic_runs_per_second": runs / (3600 * hours) if runs and hours else None,
+    }
 
 
 def _tasks(name: str) -> list:

@@ -449,6 +449,7 @@ class _ShardWriter:
             "seconds_min": None,
             "seconds_max": None,
             "semantic_tokens": 0,
+            "semantic_runs": 0,  # ids left after dropping consecutive repeats (layouts.dedup)
             "semantic_min": None,
             "semantic_max": None,
             "acoustic_frames": 0,
@@ -484,6 +485,7 @@ class _ShardWriter:
         info["utterances"] += 1
         info["seconds"] += item.seconds
         info["semantic_tokens"] += ns
+        info["semantic_runs"] += int(np.count_nonzero(np.diff(item.out[0]))) + (ns > 0)
         info["acoustic_frames"] += na
         for key, v in (("seconds", item.seconds), ("semantic", ns), ("acoustic", na)):
             lo, hi = info[f"{key}_min"], info[f"{key}_max"]
@@ -793,7 +795,9 @@ def finalize(
         time.sleep(poll_interval)
 
     # One sidecar at a time: the histograms of thousands of shards never sit in memory at once.
-    sums = dict.fromkeys(("utterances", "seconds", "semantic_tokens", "acoustic_frames"), 0)
+    sums = dict.fromkeys(
+        ("utterances", "seconds", "semantic_tokens", "semantic_runs", "acoustic_frames"), 0
+    )
     lo: dict[str, Any] = {}
     hi: dict[str, Any] = {}
     sem_hist = np.zeros(meta["semantic"]["vocab_size"], np.int64)
@@ -805,7 +809,7 @@ def finalize(
         if info.get("tokenizers") != meta:
             raise ValueError(f"{p} was written with other tokenizers: {info.get('tokenizers')}")
         for k in sums:
-            sums[k] += info[k]
+            sums[k] += info.get(k, 0)  # semantic_runs: absent from older sidecars
         for k in ("seconds", "semantic", "acoustic"):
             if info[f"{k}_min"] is not None:
                 lo[k] = min(lo.get(k, info[f"{k}_min"]), info[f"{k}_min"])
@@ -840,6 +844,7 @@ def finalize(
         "utterances": n,
         "hours": seconds / 3600,
         "semantic_tokens": sem_tokens,
+        "semantic_runs": sums["semantic_runs"],
         "acoustic_frames": ac_frames,
     }
     manifest = {

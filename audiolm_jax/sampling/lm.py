@@ -48,7 +48,17 @@ def _choose(logits, key, temperature, top_k, top_p):
 
 
 @partial(
-    jax.jit, static_argnames=("cfg", "max_len", "top_k", "top_p", "eos_id", "pad_id", "valid_ids")
+    jax.jit,
+    static_argnames=(
+        "cfg",
+        "max_len",
+        "top_k",
+        "top_p",
+        "eos_id",
+        "pad_id",
+        "valid_ids",
+        "return_logits",
+    ),
 )
 def sample_tokens(
     cfg: TransformerConfig,
@@ -63,36 +73,66 @@ def sample_tokens(
     eos_id: int | None = None,
     pad_id: int = 0,
     valid_ids: Callable[[jax.Array], jax.Array] | None = None,
-) -> jax.Array:
+    valid_table: jax.Array | None = None,
+    prompt_len: int | jax.Array | None = None,
+    stop_len: int | jax.Array | None = None,
+    return_logits: bool = False,
+):
     """Continues `prompt` [batch, p] (p >= 1, e.g. BOS) to tokens [batch, max_len].
 
-    Each step: logits of the last position -> `valid_ids(position)` mask ([vocab_padded] bool,
-    e.g. `TokenLayout.valid_ids`) -> temperature, top-k, top-p -> a token. A row that emitted
-    `eos_id` is padded with `pad_id` from then on; the loop stops when every row has ended or
-    `max_len` is reached. Padding ids of the vocabulary are never sampled.
+    Each step: logits of the last position -> the layout mask of that position -> temperature,
+    top-k, top-p -> a token. The mask is `valid_ids(position)` ([vocab_padded] bool, e.g.
+    `TokenLayout.valid_ids`; static) or the row `valid_table[position]` of a traced
+    [max_len, vocab_padded] table (`TokenLayout.valid_ids_table`), which changes without
+    recompiling. A row that emitted `eos_id` is padded with `pad_id` from then on; the loop
+    stops when every row has ended or `stop_len` (default `max_len`) tokens exist. Padding ids
+    of the vocabulary are never sampled.
+
+    `prompt_len` (traced, default p): only the first prompt_len tokens of `prompt` are the
+    prompt. The sliding-window and chunked samplers pass one buffer shape (p = max_len) with
+    another prompt_len and stop_len per window, so one compilation serves every window; the
+    prefill then runs over the whole buffer (positions past prompt_len are causally invisible
+    and are overwritten).
+
+    return_logits: also return the fp32 logits each token was drawn from, [batch, max_len,
+    vocab_padded] (zeros where nothing was drawn), before masks and filters, for tests.
     """
     batch, p = prompt.shape
     if not 1 <= p <= max_len:
         raise ValueError(f"prompt length {p} must be in [1, max_len={max_len}]")
+    start = jnp.int32(p) if prompt_len is None else jnp.asarray(prompt_len, jnp.int32)
+    stop = jnp.int32(max_len) if stop_len is None else jnp.minimum(stop_len, max_len)
     model = Transformer(cfg, decode_len=max_len)
     logits, variables = model.apply({"params": params}, prompt, mutable=["cache"])
-    tokens = jnp.full((batch, max_len), pad_id, jnp.int32).at[:, :p].set(prompt.astype(jnp.int32))
+    cache = dict(variables["cache"])
+    cache["index"] = start  # decoding continues right after the prompt
+    last = jnp.take_along_axis(logits, jnp.broadcast_to(start - 1, (batch, 1, 1)), axis=1)[:, 0]
+    tokens = jnp.full((batch, max_len), pad_id, jnp.int32)
+    tokens = jax.lax.dynamic_update_slice(tokens, prompt.astype(jnp.int32), (0, 0))
+    tokens = jnp.where(jnp.arange(max_len) < start, tokens, pad_id)
+    seen = jnp.zeros((batch, max_len, cfg.padded_vocab) if return_logits else (0,), jnp.float32)
 
     def cond(carry):
-        _, _, _, pos, done = carry
-        return (pos < max_len) & ~jnp.all(done)
+        pos, done = carry[3], carry[4]
+        return (pos < stop) & ~jnp.all(done)
 
     def body(carry):
-        tokens, cache, last, pos, done = carry
+        tokens, cache, last, pos, done, seen = carry
+        if return_logits:
+            seen = jax.lax.dynamic_update_slice(seen, last[:, None], (0, pos, 0))
+        masked = last
         if valid_ids is not None:
-            last = jnp.where(valid_ids(pos), last, NEG_INF)
-        tok = _choose(last, jax.random.fold_in(rng, pos), temperature, top_k, top_p)
+            masked = jnp.where(valid_ids(pos), masked, NEG_INF)
+        if valid_table is not None:
+            masked = jnp.where(valid_table[pos], masked, NEG_INF)
+        tok = _choose(masked, jax.random.fold_in(rng, pos), temperature, top_k, top_p)
         tok = jnp.where(done, pad_id, tok)
         tokens = jax.lax.dynamic_update_slice(tokens, tok[:, None], (0, pos))
         if eos_id is not None:
             done = done | (tok == eos_id)
         out, new = model.apply({"params": params, "cache": cache}, tok[:, None], mutable=["cache"])
-        return tokens, new["cache"], out[:, -1], pos + 1, done
+        return tokens, new["cache"], out[:, -1], pos + 1, done, seen
 
-    carry = (tokens, variables["cache"], logits[:, -1], jnp.int32(p), jnp.zeros(batch, bool))
-    return jax.lax.while_loop(cond, body, carry)[0]
+    carry = (tokens, cache, last, start, jnp.zeros(batch, bool), seen)
+    out = jax.lax.while_loop(cond, body, carry)
+    return (out[0], out[5]) if return_logits else out[0]

@@ -1,0 +1,679 @@
+"""AudioLM end to end: a prompt (or nothing) -> semantic ids -> coarse codes -> fine codes -> audio.
+
+    import jax
+    from audiolm_jax import load_pipeline, sample, score
+
+    pipe = load_pipeline("runs/quickstart/pipeline")     # codec, tokenizer, three stages
+    wav = sample(pipe, prompt=prompt_wav, prompt_sample_rate=16000, seconds=10,
+                 rng=jax.random.key(0))                  # [batch, seconds * rate] float32
+    nll = score(pipe, wav[0])                            # per-stage negative log-likelihood
+
+Each stage is sampled by `sample_tokens` (a KV cache preallocated to the stage's context and
+filled in one compiled `lax.while_loop`), with the layouts' valid-id masks so every acoustic
+position emits a code of its level. Everything here is a function of its arguments: the same
+pipeline, prompt and key give the same audio.
+
+Longer than the training context (AudioLM, arXiv:2209.03143 sec. 4, trains on 30 s semantic
+and 10 s coarse crops and 3 s fine chunks):
+
+- semantic: a sliding window. Each window keeps BOS plus the newest ids (at least half the
+  context when there are that many) and fills the rest; training crops start mid-utterance
+  after BOS too, so every window looks like a training sequence.
+- coarse: windows of `coarse_crop_seconds` over the acoustic frames. A window starts half a
+  window before the first frame still to generate (its frames so far are the acoustic prompt)
+  and is conditioned on the semantic ids that cover it, as training crops are; generated
+  semantic ids are spread evenly over the new seconds to place them in time.
+- fine: non-overlapping chunks of `fine_chunk_seconds`, all sampled in one batch, as trained.
+
+So `seconds` is unbounded; the limits are compute (each window re-reads its context once) and
+coherence (nothing older than a window is seen). The output is exactly `seconds` long: the
+coarse stage is asked for exactly that many frames (its EOS is masked), and the semantic stage
+for as many de-duplicated ids as the training audio had per second (`semantic_runs_per_second`,
+from the token cache; the prompt's own rate when that is unknown).
+
+No TensorFlow is imported on this path (`load_pipeline` reads checkpoints with Orbax).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import time
+from collections.abc import Mapping
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from audiolm_jax import dsp, layouts
+from audiolm_jax.layouts import BOS, EOS, NUM_SPECIALS, SEP, TokenLayout
+from audiolm_jax.lm.transformer import Transformer, TransformerConfig
+from audiolm_jax.sampling.lm import sample_tokens
+
+log = logging.getLogger("audiolm_jax")
+
+# AudioLM's sampling temperatures for the semantic, coarse and fine stages (arXiv:2209.03143,
+# sec. 5; ../shared/PAPER.md).
+TEMPERATURES = {"semantic": 0.6, "coarse": 0.8, "fine": 0.6}
+STAGE_DIRS = ("semantic", "coarse", "fine")
+PIPELINE_FILE = "pipeline.json"
+
+
+class PipelineMismatchError(ValueError):
+    """Parts of a pipeline that cannot work together (rates, levels, vocabularies)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Stage:
+    """One trained stage LM: its Transformer config and params, and `context`, the longest
+    token sequence it reads (its training `seq_len` + 1: inputs plus the last target)."""
+
+    name: str
+    cfg: TransformerConfig
+    params: Any
+    context: int
+    workdir: str = ""
+    step: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class Pipeline:
+    """Everything `sample` and `score` need. Build with `load_pipeline` (from workdirs) or
+    directly from parts (`codec.Codec`, `semantic.Tokenizer`, a `TokenLayout`, `Stage`s);
+    `check()` runs either way."""
+
+    codec: Any
+    tokenizer: Any
+    layout: TokenLayout
+    semantic: Stage
+    coarse: Stage
+    fine: Stage | None = None
+    semantic_runs_per_second: float | None = None
+
+    def __post_init__(self):
+        self.check()
+
+    @property
+    def sample_rate(self) -> int:
+        """The rate of the audio `sample` returns (the codec's)."""
+        return int(self.codec.sample_rate)
+
+    @property
+    def stages(self) -> dict[str, Stage]:
+        out = {"semantic": self.semantic, "coarse": self.coarse}
+        if self.fine is not None:
+            out["fine"] = self.fine
+        return out
+
+    def check(self) -> None:
+        """Raises PipelineMismatchError naming the first disagreement between the parts."""
+        lay, c, t = self.layout, self.codec, self.tokenizer
+        problems = []
+        if c.cfg.codebook_size != lay.codebook_size:
+            problems.append(
+                f"the codec has {c.cfg.codebook_size} codes per level, the stages were trained "
+                f"on {lay.codebook_size}"
+            )
+        if c.levels < lay.acoustic_levels:
+            problems.append(
+                f"the codec has {c.levels} levels, the stages model {lay.acoustic_levels}"
+            )
+        if abs(c.cfg.frame_rate - lay.acoustic_rate_hz) > 1e-6:
+            problems.append(
+                f"the codec runs at {c.cfg.frame_rate:g} frames/s, the stages at "
+                f"{lay.acoustic_rate_hz:g}"
+            )
+        if t.vocab_size != lay.semantic_vocab:
+            problems.append(
+                f"the semantic tokenizer has K={t.vocab_size} ids, the stages were trained on "
+                f"{lay.semantic_vocab}"
+            )
+        if abs(t.frame_rate - lay.semantic_rate_hz) > 1e-6:
+            problems.append(
+                f"the semantic tokenizer runs at {t.frame_rate:g} ids/s, the stages at "
+                f"{lay.semantic_rate_hz:g}"
+            )
+        if lay.has_fine_stage and self.fine is None:
+            problems.append("the layout has a fine stage but no fine stage LM was given")
+        if not lay.has_fine_stage and self.fine is not None:
+            problems.append("the layout has no fine stage (has_fine_stage=False) but one was given")
+        for name, stage in self.stages.items():
+            if stage.cfg.vocab_size < lay.vocab_size(name):
+                problems.append(
+                    f"the {name} stage's vocabulary ({stage.cfg.vocab_size}) is smaller than the "
+                    f"layout's {lay.vocab_size(name)} ids"
+                )
+        if self.fine is not None and self.fine.context < lay.max_length("fine"):
+            problems.append(
+                f"the fine stage reads {self.fine.context} tokens; a {lay.fine_chunk_seconds:g} "
+                f"s chunk needs {lay.max_length('fine')}"
+            )
+        min_coarse = 3 + lay.coarse_levels
+        if self.coarse.context < min_coarse:
+            problems.append(f"the coarse stage's context {self.coarse.context} is too short")
+        if problems:
+            raise PipelineMismatchError("pipeline parts disagree: " + "; ".join(problems))
+
+
+class Tokens(NamedTuple):
+    """What `sample(..., return_tokens=True)` generated, prompt included: semantic ids
+    [batch, m] (de-duplicated, as the stages see them), codes [batch, frames, Q], and how many
+    of each came from the prompt."""
+
+    semantic: np.ndarray
+    codes: np.ndarray
+    prompt_semantic: int
+    prompt_frames: int
+
+
+# ---- loading -------------------------------------------------------------------------------
+
+
+def _stage_from_workdir(workdir: str, expect: str, step: int | None = None):
+    """(Stage, resolved data info) of a stage LM trained on the token cache in `workdir`."""
+    import flax.linen as nn
+
+    from audiolm_jax.train.checkpoint import read_trained
+
+    step, state, config = read_trained(workdir, "lm", "a stage LM", step)
+    d = config.data
+    if d.get("source") != "cache" or "resolved" not in d:
+        raise PipelineMismatchError(
+            f"{workdir} is a stage LM trained on {d.get('source')!r} tokens, not on a token "
+            "cache (config.data.source='cache'): it has no layout to sample audio with"
+        )
+    if d.stage != expect:
+        raise PipelineMismatchError(f"{workdir} holds the {d.stage} stage, not the {expect} stage")
+    cfg = TransformerConfig.from_config(config.lm)
+    params = nn.unbox(state["params"]["model"])
+    stage = Stage(expect, cfg, params, int(d.seq_len) + 1, os.path.abspath(workdir), int(step))
+    return stage, d.resolved.to_dict()
+
+
+def _checkpoint_workdir(path: str | None) -> str | None:
+    """`<workdir>/checkpoints/<step>` (as a token cache manifest records it) -> workdir."""
+    if not path:
+        return None
+    path = os.path.normpath(path)
+    if os.path.basename(os.path.dirname(path)) == "checkpoints":
+        return os.path.dirname(os.path.dirname(path))
+    return path
+
+
+def load_pipeline(
+    path: str | None = None,
+    *,
+    semantic: str | None = None,
+    coarse: str | None = None,
+    fine: str | None = None,
+    codec: str | None = None,
+    tokenizer: str | None = None,
+) -> Pipeline:
+    """Assembles a Pipeline from workdirs, newest checkpoints.
+
+    `path`: a folder with `pipeline.json` ({"codec", "tokenizer", "semantic", "coarse",
+    "fine"}: workdirs, relative to the file or absolute; the quickstart writes one) or with
+    subfolders `semantic/`, `coarse/`, `fine/` (and `codec/`, `tokenizer/`). Keyword
+    arguments override single parts. The codec and tokenizer default to the checkpoints that
+    wrote the stages' token cache (recorded in the stage checkpoints). Refuses parts that
+    disagree, naming the mismatch: stage kinds, layouts, rates, levels, vocabularies.
+    """
+    from audiolm_jax import codec as codec_lib
+    from audiolm_jax import semantic as semantic_lib
+
+    parts: dict[str, str | None] = {}
+    if path is not None:
+        spec = os.path.join(path, PIPELINE_FILE)
+        if os.path.isfile(spec):
+            with open(spec) as f:
+                listed = json.load(f)
+            unknown = set(listed) - {"codec", "tokenizer", *STAGE_DIRS}
+            if unknown:
+                raise ValueError(f"{spec}: unknown parts {sorted(unknown)}")
+            parts = {k: v and os.path.join(path, v) for k, v in listed.items()}
+        elif os.path.isdir(path):
+            for name in ("codec", "tokenizer", *STAGE_DIRS):
+                if os.path.isdir(os.path.join(path, name)):
+                    parts[name] = os.path.join(path, name)
+        else:
+            raise FileNotFoundError(f"no pipeline at {path}")
+    given = dict(semantic=semantic, coarse=coarse, fine=fine, codec=codec, tokenizer=tokenizer)
+    parts.update({k: v for k, v in given.items() if v})
+    for name in ("semantic", "coarse"):
+        if not parts.get(name):
+            raise ValueError(
+                f"no {name} stage: pass {name}=WORKDIR or a path with {PIPELINE_FILE} or a "
+                f"{name}/ folder"
+            )
+
+    stages, infos = {}, {}
+    for name in STAGE_DIRS:
+        if parts.get(name):
+            stages[name], infos[name] = _stage_from_workdir(parts[name], name)
+    layouts_seen = {n: TokenLayout(**i["layout"]) for n, i in infos.items()}
+    layout = layouts_seen["semantic"]
+    for name, lay in layouts_seen.items():
+        if lay != layout:
+            diff = {
+                f.name: (getattr(layout, f.name), getattr(lay, f.name))
+                for f in dataclasses.fields(lay)
+                if getattr(layout, f.name) != getattr(lay, f.name)
+            }
+            raise PipelineMismatchError(
+                f"the {name} stage was trained on another token layout than the semantic "
+                f"stage: (semantic, {name}) = {diff}"
+            )
+    recorded = infos["semantic"]["tokenizers"]
+    codec_dir = parts.get("codec") or _checkpoint_workdir(recorded["acoustic"].get("checkpoint"))
+    tok_dir = parts.get("tokenizer") or _checkpoint_workdir(recorded["semantic"].get("checkpoint"))
+    if not codec_dir or not tok_dir:
+        raise ValueError("pass codec=WORKDIR and tokenizer=WORKDIR: the stages do not name them")
+    runs = [i.get("semantic_runs_per_second") for i in infos.values()]
+    pipe = Pipeline(
+        codec=codec_lib.load(codec_dir),
+        tokenizer=semantic_lib.load(tok_dir),
+        layout=layout,
+        semantic=stages["semantic"],
+        coarse=stages["coarse"],
+        fine=stages.get("fine"),
+        semantic_runs_per_second=next((r for r in runs if r), None),
+    )
+    log.info(
+        "Pipeline: codec %s, tokenizer %s, stages %s",
+        codec_dir,
+        tok_dir,
+        ", ".join(f"{n} {s.workdir} (step {s.step})" for n, s in pipe.stages.items()),
+    )
+    return pipe
+
+
+# ---- prompts -------------------------------------------------------------------------------
+
+
+def tokenize_prompt(
+    pipe: Pipeline, wav: Any, sample_rate: int | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A prompt [samples] -> (semantic ids [s], run lengths [s'] of the de-duplicated ids,
+    codes [frames, Q]), both tokenizers run on the same audio, cut to the longest span that is
+    a whole number of crop units (`TokenLayout.crop_unit`) so the two streams cover the same
+    time. Any prompt rate is resampled to each tokenizer's."""
+    from audiolm_jax import codec as codec_lib
+    from audiolm_jax import semantic as semantic_lib
+
+    wav = np.asarray(wav, np.float32)
+    if wav.ndim != 1:
+        raise ValueError(f"a prompt is one waveform [samples], got shape {wav.shape}")
+    rate = int(sample_rate or pipe.sample_rate)
+    lay = pipe.layout
+    a, b = lay.crop_unit
+    unit_s = a / lay.semantic_rate_hz
+    units = int(len(wav) / rate / unit_s + 1e-6)
+    if units < 1:
+        raise ValueError(
+            f"the prompt is {len(wav) / rate:.3f} s; it must hold at least {unit_s:g} s "
+            "(one semantic id and its acoustic frames)"
+        )
+    wav = wav[: int(round(units * unit_s * rate))]
+
+    def at(target: int) -> np.ndarray:
+        return wav if target == rate else dsp.resample(wav, rate, target)
+
+    ids = np.asarray(semantic_lib.encode(pipe.tokenizer, at(pipe.tokenizer.sample_rate)))[0]
+    codes = np.asarray(
+        codec_lib.encode(pipe.codec, at(pipe.codec.sample_rate), levels=lay.acoustic_levels)
+    )[0]
+    ids, codes = ids[: units * a], codes[: units * b]
+    return ids, layouts.dedup(ids)[1], codes
+
+
+# ---- the stages ----------------------------------------------------------------------------
+
+
+def _options(value: Any, stage: str, default: Any) -> Any:
+    if isinstance(value, Mapping):
+        return value.get(stage, default)
+    return default if value is None else value
+
+
+def _semantic_windows(
+    pipe: Pipeline,
+    history: np.ndarray,
+    count: int,
+    rng: jax.Array,
+    temperature: float,
+    top_k: int,
+    top_p: float,
+) -> np.ndarray:
+    """history [batch, h] de-duplicated semantic ids (h may be 0) -> [batch, h + count]."""
+    stage, lay = pipe.semantic, pipe.layout
+    n = stage.context
+    batch = history.shape[0]
+    table = jnp.asarray(lay.valid_ids_table("semantic", n))
+    table = table.at[:, EOS].set(False)  # the length is ours to choose
+    out = history
+    window = 0
+    while out.shape[1] < history.shape[1] + count:
+        remaining = history.shape[1] + count - out.shape[1]
+        gen = min(remaining, max(n - 1 - out.shape[1], (n - 1) // 2))
+        tail = out[:, max(0, out.shape[1] - (n - 1 - gen)) :]
+        buf = np.zeros((batch, n), np.int32)
+        buf[:, 0] = BOS
+        buf[:, 1 : 1 + tail.shape[1]] = tail + NUM_SPECIALS
+        p = 1 + tail.shape[1]
+        tokens = sample_tokens(
+            stage.cfg,
+            stage.params,
+            jnp.asarray(buf),
+            max_len=n,
+            rng=jax.random.fold_in(rng, window),
+            temperature=temperature,
+            top_k=top_k,
+            top_p=top_p,
+            valid_table=table,
+            prompt_len=p,
+            stop_len=p + gen,
+        )
+        new = np.asarray(tokens)[:, p : p + gen] - NUM_SPECIALS
+        out = np.concatenate([out, new.astype(np.int32)], axis=1)
+        window += 1
+    return out
+
+
+def _coarse_windows(
+    pipe: Pipeline,
+    semantic: np.ndarray,
+    times: np.ndarray,
+    codes: np.ndarray,
+    frames: int,
+    rng: jax.Array,
+    temperature: float,
+    top_k: int,
+    top_p: float,
+) -> np.ndarray:
+    """semantic [batch, m] de-duplicated ids starting at `times` [m] seconds; codes
+    [batch, g, Q'] prompt frames -> [batch, frames, Q'] (see the module docstring)."""
+    stage, lay = pipe.coarse, pipe.layout
+    n, qc = stage.context, lay.coarse_levels
+    batch = semantic.shape[0]
+    crop = lay.coarse_crop_frames
+    out = codes
+    window = 0
+    while out.shape[1] < frames:
+        g = out.shape[1]
+        w0 = max(0, g - crop // 2)
+        w1 = min(w0 + crop, frames)
+        while True:
+            t0, t1 = w0 / lay.acoustic_rate_hz, w1 / lay.acoustic_rate_hz
+            i0 = max(int(np.searchsorted(times, t0, "right")) - 1, 0)
+            i1 = max(int(np.searchsorted(times, t1, "left")), i0 + 1)
+            fit = (n - 2 - (i1 - i0)) // qc  # frames the context holds beside these ids
+            if fit >= w1 - w0:
+                break
+            # Denser semantic ids than in training: a shorter window, keeping >= 1 new frame.
+            if w0 + fit > g:
+                w1 = w0 + fit
+            elif w0 < g:
+                w0 = min(g, w0 + (w1 - w0 - fit))
+            else:
+                raise ValueError(
+                    f"the coarse stage's context ({n} tokens) cannot hold {i1 - i0} semantic "
+                    "ids and one frame; train it with a longer data.seq_len"
+                )
+        sem = semantic[:, i0:i1]
+        m = sem.shape[1]
+        buf = np.zeros((batch, n), np.int32)
+        buf[:, 0] = BOS
+        buf[:, 1 : 1 + m] = sem + NUM_SPECIALS
+        buf[:, 1 + m] = SEP
+        known = lay.codes_to_tokens("coarse", out[:, w0:g])
+        p = 2 + m + known.shape[1]
+        buf[:, 2 + m : p] = known
+        start = lay.generation_start("coarse", m)
+        table = jnp.asarray(lay.valid_ids_table("coarse", n, start)).at[:, EOS].set(False)
+        tokens = sample_tokens(
+            stage.cfg,
+            stage.params,
+            jnp.asarray(buf),
+            max_len=n,
+            rng=jax.random.fold_in(rng, window),
+            temperature=temperature,
+            top_k=top_k,
+            top_p=top_p,
+            valid_table=table,
+            prompt_len=p,
+            stop_len=p + (w1 - g) * qc,
+        )
+        new = np.asarray(tokens)[:, p : p + (w1 - g) * qc]
+        new_codes = lay.tokens_to_codes("coarse", new, 0, qc).astype(np.int32)
+        out = np.concatenate([out, new_codes], axis=1)
+        window += 1
+    return out
+
+
+def _fine_chunks(
+    pipe: Pipeline,
+    coarse: np.ndarray,
+    rng: jax.Array,
+    temperature: float,
+    top_k: int,
+    top_p: float,
+) -> np.ndarray:
+    """coarse [batch, f, Q'] -> fine levels [batch, f, Q - Q'], chunk by chunk (all full
+    chunks of every row in one batch, a last partial chunk in a second call of the same
+    compiled loop)."""
+    stage, lay = pipe.fine, pipe.layout
+    batch, f, qc = coarse.shape
+    c, qf = lay.fine_chunk_frames, lay.fine_levels
+    n = lay.max_length("fine")
+    out = np.zeros((batch, f, qf), np.int32)
+    groups = [(s, min(c, f - s)) for s in range(0, f, c)]
+    for k in sorted({size for _, size in groups}, reverse=True):
+        starts = [s for s, size in groups if size == k]
+        rows = [lay.fine_prompt(coarse[b, s : s + k]) for b in range(batch) for s in starts]
+        buf = np.zeros((len(rows), n), np.int32)
+        buf[:, : rows[0].size] = np.stack(rows)
+        p = rows[0].size
+        table = jnp.asarray(lay.valid_ids_table("fine", n, p))
+        tokens = sample_tokens(
+            stage.cfg,
+            stage.params,
+            jnp.asarray(buf),
+            max_len=n,
+            rng=jax.random.fold_in(rng, k),
+            temperature=temperature,
+            top_k=top_k,
+            top_p=top_p,
+            valid_table=table,
+            prompt_len=p,
+            stop_len=p + k * qf,
+        )
+        new = np.asarray(tokens)[:, p : p + k * qf]
+        fine = lay.tokens_to_codes("fine", new).reshape(batch, len(starts), k, qf)
+        for j, s in enumerate(starts):
+            out[:, s : s + k] = fine[:, j]
+    return out
+
+
+# ---- sample --------------------------------------------------------------------------------
+
+
+def sample(
+    pipe: Pipeline,
+    prompt: Any = None,
+    *,
+    seconds: float,
+    rng: jax.Array,
+    prompt_sample_rate: int | None = None,
+    batch_size: int = 1,
+    temperature: float | Mapping[str, float] | None = None,
+    top_k: int | Mapping[str, int] | None = None,
+    top_p: float | Mapping[str, float] | None = None,
+    return_tokens: bool = False,
+):
+    """`seconds` of new audio from `pipe`: a continuation of `prompt` or, without one,
+    unconditional generation. Returns float32 audio [batch_size, round(seconds * rate)] at
+    `pipe.sample_rate` (and `Tokens` with return_tokens=True).
+
+    Args:
+      prompt: one waveform [samples] (any rate: `prompt_sample_rate`, default the codec's),
+        continued batch_size times. It is tokenized by both tokenizers; the stages keep its
+        tokens verbatim and generate after them; the returned audio starts where it ends.
+      seconds: length of the new audio; may exceed the stages' training context (sliding
+        windows, see the module docstring).
+      rng: a `jax.random` key; the same key gives the same audio.
+      temperature, top_k, top_p: one value for all stages or {stage: value}; defaults: the
+        paper's temperatures (TEMPERATURES), no top-k, no nucleus.
+    """
+    if seconds <= 0:
+        raise ValueError(f"seconds must be > 0, got {seconds}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    lay = pipe.layout
+    t0 = time.perf_counter()
+    keys = {s: jax.random.fold_in(rng, i) for i, s in enumerate(STAGE_DIRS)}
+    opts = {
+        s: (
+            float(_options(temperature, s, TEMPERATURES[s])),
+            int(_options(top_k, s, 0)),
+            float(_options(top_p, s, 1.0)),
+        )
+        for s in STAGE_DIRS
+    }
+    new_frames = int(np.ceil(seconds * lay.acoustic_rate_hz - 1e-6))
+    if prompt is not None:
+        ids, runs, codes = tokenize_prompt(pipe, prompt, prompt_sample_rate)
+        unique = layouts.dedup(ids)[0]
+        starts = np.concatenate([[0], np.cumsum(runs)[:-1]]) / lay.semantic_rate_hz
+        prompt_seconds = len(ids) / lay.semantic_rate_hz
+    else:
+        unique = np.zeros((0,), np.int32)
+        codes = np.zeros((0, lay.acoustic_levels), np.int32)
+        starts = np.zeros((0,))
+        prompt_seconds = 0.0
+    rate = pipe.semantic_runs_per_second
+    if not rate:
+        rate = len(unique) / prompt_seconds if len(unique) else lay.semantic_rate_hz / 2
+    count = max(1, int(round(seconds * rate)))
+    times = np.concatenate([starts, prompt_seconds + np.arange(count) * seconds / count])
+
+    # Stage 1: semantic ids.
+    history = np.broadcast_to(unique, (batch_size, len(unique))).astype(np.int32)
+    semantic = _semantic_windows(pipe, history, count, keys["semantic"], *opts["semantic"])
+    t1 = time.perf_counter()
+    # Stage 2: coarse codes (every level when there is no fine stage).
+    f_p = codes.shape[0]
+    prompt_codes = np.broadcast_to(codes, (batch_size, *codes.shape))
+    coarse = _coarse_windows(
+        pipe,
+        semantic,
+        times,
+        prompt_codes[..., : lay.coarse_levels],
+        f_p + new_frames,
+        keys["coarse"],
+        *opts["coarse"],
+    )
+    t2 = time.perf_counter()
+    # Stage 3: fine codes of the new frames; the prompt keeps its own.
+    if lay.has_fine_stage:
+        fine = _fine_chunks(pipe, coarse[:, f_p:], keys["fine"], *opts["fine"])
+        all_codes = np.concatenate(
+            [prompt_codes, np.concatenate([coarse[:, f_p:], fine], axis=2)], axis=1
+        )
+    else:
+        all_codes = coarse
+    t3 = time.perf_counter()
+    from audiolm_jax import codec as codec_lib
+
+    audio = np.asarray(codec_lib.decode(pipe.codec, jnp.asarray(all_codes)))
+    hop = pipe.codec.hop
+    n_out = int(round(seconds * pipe.sample_rate))
+    audio = audio[:, f_p * hop : f_p * hop + n_out]
+    t4 = time.perf_counter()
+    log.info(
+        "Sampled %d x %.2f s (prompt %.2f s): semantic %d ids %.2f s, coarse %d frames %.2f s, "
+        "fine %.2f s, decode %.2f s",
+        batch_size,
+        seconds,
+        prompt_seconds,
+        count,
+        t1 - t0,
+        new_frames,
+        t2 - t1,
+        t3 - t2,
+        t4 - t3,
+    )
+    if return_tokens:
+        return audio, Tokens(semantic, all_codes, len(unique), f_p)
+    return audio
+
+
+# ---- score ---------------------------------------------------------------------------------
+
+
+def _stage_nll(stage: Stage, rows: list[tuple[np.ndarray, np.ndarray]]) -> tuple[float, int]:
+    """Summed NLL (nats) of the loss-masked tokens of `rows` [(tokens, mask)], each cut to the
+    stage's context and padded to it (one compilation per stage)."""
+    n = stage.context
+    tokens = np.zeros((len(rows), n), np.int32)
+    mask = np.zeros((len(rows), n), np.float32)
+    for i, (t, m) in enumerate(rows):
+        t, m = t[:n], m[:n]
+        tokens[i, : t.size], mask[i, : m.size] = t, m
+    nll = _score_fn(stage.cfg)(stage.params, jnp.asarray(tokens), jnp.asarray(mask))
+    return float(jnp.sum(nll)), int(mask[:, 1:].sum())
+
+
+_SCORERS: dict[TransformerConfig, Any] = {}
+
+
+def _score_fn(cfg: TransformerConfig):
+    if cfg not in _SCORERS:
+
+        @jax.jit
+        def fn(params, tokens, mask):
+            logits = Transformer(cfg).apply({"params": params}, tokens[:, :-1])
+            logp = jax.nn.log_softmax(logits, axis=-1)
+            nll = -jnp.take_along_axis(logp, tokens[:, 1:, None], axis=-1)[..., 0]
+            return jnp.sum(nll * mask[:, 1:], axis=1)
+
+        _SCORERS[cfg] = fn
+    return _SCORERS[cfg]
+
+
+def score(pipe: Pipeline, wav: Any, *, sample_rate: int | None = None) -> dict[str, dict]:
+    """Per-stage negative log-likelihood of audio under the pipeline: the building block of
+    sWUGGY / sBLIMP-style evaluations (compare the scores of a real and a fake word).
+
+    The audio is tokenized as `sample` tokenizes a prompt; each stage scores its training
+    layout over consecutive windows of its context: semantic crops of the de-duplicated ids,
+    coarse aligned crops of `coarse_crop_seconds` (EOS scored after the last), fine chunks.
+    Returns {stage: {"nll": nats, "tokens": scored tokens, "nats_per_token": nll / tokens}}.
+    """
+    lay = pipe.layout
+    ids, _, codes = tokenize_prompt(pipe, wav, sample_rate)
+    unique = layouts.dedup(ids)[0]
+    rows: dict[str, list] = {"semantic": [], "coarse": [], "fine": []}
+    per = pipe.semantic.context - 2
+    for s in range(0, len(unique), per):
+        seq = lay.semantic_sequence(unique[s : s + per], add_eos=False)
+        rows["semantic"].append((seq.tokens, seq.loss_mask))
+    a, b = lay.crop_unit
+    units = lay.crop_units(lay.coarse_crop_seconds)
+    starts = list(range(0, min(len(ids) // a, len(codes) // b), units))
+    for j, u in enumerate(starts):
+        sem, cod = lay.aligned_crop(ids, codes, u, lay.coarse_crop_seconds)
+        if not len(sem) or not len(cod):
+            continue
+        seq = lay.coarse_sequence(sem, cod, add_eos=j == len(starts) - 1)
+        rows["coarse"].append((seq.tokens, seq.loss_mask))
+    if lay.has_fine_stage:
+        seq = lay.fine_sequence(codes)
+        rows["fine"] = list(zip(seq.tokens, seq.loss_mask))
+    out = {}
+    for name, stage in pipe.stages.items():
+        nll, n = _stage_nll(stage, rows[name])
+        out[name] = {"nll": nll, "tokens": n, "nats_per_token": nll / max(n, 1)}
+    return out
