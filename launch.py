@@ -6,6 +6,7 @@
     python launch.py --config=soundstream_tiny --mode=reconstruct --input=DIR --levels=2
     python launch.py --config=w2v_bert_tiny --mode=fit_kmeans   # semantic tokenizer's k-means
     python launch.py --mode=import --from=encodec --checkpoint=DIR --workdir=runs/encodec
+    python launch.py --mode=generate --prompt=in.wav --seconds=10 --out=out.wav
     python launch.py --config=corpus --mode=build_dataset --input=DIR --workdir=runs/corpus
     python launch.py --config=corpus --mode=tokenize --workdir=runs/corpus \
         --config.tokenize.codec=runs/soundstream_tiny --config.tokenize.semantic=runs/w2v
@@ -31,7 +32,8 @@ flags.DEFINE_string("workdir", None, "checkpoints, logs and outputs (default run
 flags.DEFINE_string(
     "mode",
     None,
-    f"workflow: {', '.join(MODES)}, import (default: the config's `workflow` field, else train)",
+    f"workflow: {', '.join(MODES)}, import, generate "
+    "(default: the config's `workflow` field, else train)",
 )
 flags.DEFINE_bool("list_configs", False, "print the known config names and exit")
 flags.DEFINE_bool(
@@ -51,6 +53,18 @@ flags.DEFINE_string(
 flags.DEFINE_string(
     "checkpoint", None, "--mode=import: a save_pretrained folder (config.json + weights)"
 )
+flags.DEFINE_string(
+    "pipeline",
+    None,
+    "--mode=generate: a pipeline folder (pipeline.json or stage subfolders; default --workdir, "
+    "else runs/quickstart/pipeline)",
+)
+flags.DEFINE_string("prompt", None, "--mode=generate: an audio file to continue (any rate)")
+flags.DEFINE_float("prompt_seconds", 3.0, "--mode=generate: how much of --prompt to use")
+flags.DEFINE_float("seconds", 10.0, "--mode=generate: seconds of new audio")
+flags.DEFINE_string("out", "generated.wav", "--mode=generate: output wav (+ .png beside it)")
+flags.DEFINE_integer("seed", 0, "--mode=generate: the sampling key")
+flags.DEFINE_integer("batch", 1, "--mode=generate: samples to draw")
 FLAGS = flags.FLAGS
 
 _OVERRIDES: list[tuple[str, str]] = []
@@ -89,6 +103,8 @@ def main(argv: list[str]) -> int:
         return 0
     if FLAGS.mode == "import":
         return _import()
+    if FLAGS.mode == "generate":
+        return _generate()
     if not FLAGS.config:
         raise app.UsageError(
             f"--config is required; known configs: {', '.join(config_lib.list_configs())}"
@@ -149,6 +165,30 @@ def _import() -> int:
     try:
         summary = import_to_workdir(kind, FLAGS.checkpoint, workdir)
     except (CheckpointImportError, ValueError, FileNotFoundError, FileExistsError) as e:
+        print(f"launch.py: {e}", file=sys.stderr)
+        return 2
+    print(json.dumps(summary, indent=2, default=str))
+    return 0
+
+
+def _generate() -> int:
+    """--mode=generate: audio from a trained pipeline (no --config)."""
+    from audiolm_jax.sampling.pipeline import PipelineMismatchError
+    from audiolm_jax.workflows import run_generate
+
+    pipeline = FLAGS.pipeline or FLAGS.workdir or os.path.join("runs", "quickstart", "pipeline")
+    _setup_logging(os.path.dirname(os.path.abspath(FLAGS.out)))
+    try:
+        summary = run_generate(
+            pipeline,
+            out=FLAGS.out,
+            seconds=FLAGS.seconds,
+            prompt=FLAGS.prompt,
+            prompt_seconds=FLAGS.prompt_seconds,
+            seed=FLAGS.seed,
+            batch=FLAGS.batch,
+        )
+    except (PipelineMismatchError, ValueError, FileNotFoundError) as e:
         print(f"launch.py: {e}", file=sys.stderr)
         return 2
     print(json.dumps(summary, indent=2, default=str))

@@ -222,3 +222,62 @@ def list_audio(directory: str) -> list[str]:
     for root, _, files in os.walk(directory):
         found += [os.path.join(root, f) for f in files if f.lower().endswith(AUDIO_EXTENSIONS)]
     return sorted(found)
+
+
+def _png_bytes(rgb: np.ndarray) -> bytes:
+    """An 8-bit RGB image [height, width, 3] as PNG file bytes (zlib; no imaging library)."""
+    import struct
+    import zlib
+
+    h, w, _ = rgb.shape
+    raw = np.concatenate([np.zeros((h, 1), np.uint8), rgb.reshape(h, w * 3)], axis=1)
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    header = struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)  # 8-bit truecolour
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(raw.tobytes(), 6))
+        + chunk(b"IEND", b"")
+    )
+
+
+# A dark-blue -> teal -> yellow ramp (perceptually ordered, like viridis), 5 control points.
+_RAMP = np.array(
+    [[68, 1, 84], [59, 82, 139], [33, 145, 140], [94, 201, 98], [253, 231, 37]], np.float32
+)
+
+
+def write_spectrogram_png(
+    path: str,
+    wav: np.ndarray,
+    sample_rate: int,
+    *,
+    marks_s: tuple[float, ...] = (),
+    n_fft: int = 1024,
+    n_mels: int = 128,
+    db_range: float = 80.0,
+) -> None:
+    """A log-mel spectrogram of mono `wav` as a PNG (time left to right, low pitch at the
+    bottom, `db_range` dB below the peak shown), with white vertical lines at `marks_s`
+    seconds (e.g. where a prompt ends and its continuation starts)."""
+    wav = np.asarray(wav, np.float32).reshape(-1)
+    hop = n_fft // 4
+    mel = np.asarray(mel_spectrogram(jnp.asarray(wav)[None], sample_rate, n_fft, hop, n_mels))[0]
+    db = 20 * np.log10(np.maximum(mel, 1e-10))
+    level = np.clip((db - (db.max() - db_range)) / db_range, 0.0, 1.0).T[::-1]  # [mels, frames]
+    pos = level * (len(_RAMP) - 1)
+    lo = np.floor(pos).astype(int).clip(0, len(_RAMP) - 2)
+    frac = (pos - lo)[..., None]
+    rgb = (_RAMP[lo] * (1 - frac) + _RAMP[lo + 1] * frac).astype(np.uint8)
+    rgb = np.repeat(rgb, 2, axis=0)  # 2 pixel rows per mel band
+    for t in marks_s:
+        x = int(round(t * sample_rate / hop))
+        if 0 <= x < rgb.shape[1]:
+            rgb[:, x] = 255
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "wb") as f:
+        f.write(_png_bytes(rgb))

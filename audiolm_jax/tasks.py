@@ -47,12 +47,40 @@ def _lm_sources(config: Any) -> tuple[DataSource, DataSource | None]:
     return MarkovSource(split="train", **kw), MarkovSource(split="eval", **kw)
 
 
-def build_lm(config: Any) -> tuple[Model, DataSource, DataSource]:
-    """A stage LM on its token source."""
+class ShapeBatches:
+    """Zero batches of the LM features at `config.data`'s shapes: what `--dry_run` plans with
+    when the token cache is not on this machine (a pod config read on a laptop)."""
+
+    def __init__(self, batch_size: int, seq_len: int):
+        import numpy as np
+
+        shape = (int(batch_size), int(seq_len))
+        self.batch = {k: np.zeros(shape, np.int32) for k in ("inputs", "targets")}
+        self.batch["weights"] = np.ones(shape, np.float32)
+        self.batch["segment_ids"] = np.ones(shape, np.int32)
+        self.batch["positions"] = np.broadcast_to(np.arange(shape[1], dtype=np.int32), shape)
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        return self.batch
+
+    def get_state(self) -> dict:
+        return {}
+
+    def set_state(self, state: dict) -> None:
+        pass
+
+
+def build_lm(config: Any, shapes_only: bool = False) -> tuple[Model, DataSource, DataSource]:
+    """A stage LM on its token source (shapes_only: on `ShapeBatches` of the cache's shapes)."""
     from audiolm_jax.lm.model import LanguageModel
     from audiolm_jax.lm.transformer import TransformerConfig
 
     model = LanguageModel(TransformerConfig.from_config(config.lm), z_loss=config.z_loss)
+    if shapes_only and config.data.source == "cache":
+        return model, ShapeBatches(config.data.batch_size, config.data.seq_len), None
     return (model, *_lm_sources(config))
 
 
@@ -120,8 +148,11 @@ TASKS: dict[str, Callable[[Any], tuple[Model, DataSource, DataSource]]] = {
 }
 
 
-def build(config: Any) -> tuple[Model, DataSource, DataSource]:
-    """(model, train source, eval source) for `config.model`."""
+def build(config: Any, shapes_only: bool = False) -> tuple[Model, DataSource, DataSource]:
+    """(model, train source, eval source) for `config.model`. shapes_only (`--dry_run`): a
+    stage LM reading a token cache gets zero batches of its shapes instead of the cache."""
     if config.model not in TASKS:
         raise ValueError(f"config.model={config.model!r} is not one of {sorted(TASKS)}")
+    if config.model == "lm":
+        return build_lm(config, shapes_only)
     return TASKS[config.model](config)

@@ -369,11 +369,83 @@ def run_dry_run(
     from audiolm_jax import tasks
     from audiolm_jax.train.dry_run import dry_run
 
-    model, train_source, _ = tasks.build(config)
+    model, train_source, _ = tasks.build(config, shapes_only=True)
     report = dry_run(config, model, train_source, devices=devices, target=target)
     with open(os.path.join(workdir, "dry_run.json"), "w") as f:
         json.dump(report, f, indent=2, default=str)
     return report
+
+
+def run_generate(
+    pipeline: str,
+    *,
+    out: str,
+    seconds: float = 10.0,
+    prompt: str | None = None,
+    prompt_seconds: float = 3.0,
+    seed: int = 0,
+    batch: int = 1,
+) -> dict:
+    """`seconds` of audio from the pipeline in `pipeline` (see `load_pipeline`), continuing
+    the first `prompt_seconds` of the audio file `prompt` (any rate) or unconditional without
+    one. Writes `out` (prompt then continuation, at the codec's rate; `out` with _<i> before
+    the extension per sample when batch > 1) and a log-mel spectrogram PNG beside it with a
+    white line where the prompt ends."""
+    import time
+
+    import jax
+    import numpy as np
+
+    from audiolm_jax import dsp
+    from audiolm_jax.sampling.pipeline import load_pipeline, sample
+
+    pipe = load_pipeline(pipeline)
+    rate = pipe.sample_rate
+    head = np.zeros((0,), np.float32)
+    if prompt:
+        wav, _ = dsp.read_audio(prompt, rate)
+        head = wav[: int(round(prompt_seconds * rate))]
+        log.info("Prompt: the first %.2f s of %s", len(head) / rate, prompt)
+    t0 = time.perf_counter()
+    audio, tokens = sample(
+        pipe,
+        head if prompt else None,
+        seconds=seconds,
+        rng=jax.random.key(seed),
+        batch_size=batch,
+        return_tokens=True,
+    )
+    took = time.perf_counter() - t0
+    used = tokens.prompt_frames * pipe.codec.hop  # the prompt cut to whole frames
+    stem, ext = os.path.splitext(out)
+    files = []
+    for i, cont in enumerate(audio):
+        name = out if batch == 1 else f"{stem}_{i}{ext or '.wav'}"
+        full = np.concatenate([head[:used], cont])
+        dsp.write_audio(name, full, rate)
+        png = os.path.splitext(name)[0] + ".png"
+        dsp.write_spectrogram_png(png, full, rate, marks_s=(used / rate,) if used else ())
+        files.append({"wav": os.path.abspath(name), "png": os.path.abspath(png)})
+    summary = {
+        "pipeline": os.path.abspath(pipeline),
+        "prompt": prompt,
+        "prompt_seconds": used / rate,
+        "seconds": seconds,
+        "seed": seed,
+        "sample_rate": rate,
+        "generate_seconds": took,
+        "real_time_factor": seconds * batch / took,
+        "files": files,
+    }
+    log.info(
+        "Generated %d x %.1f s in %.1f s (%.2fx real time): %s",
+        batch,
+        seconds,
+        took,
+        summary["real_time_factor"],
+        ", ".join(f["wav"] for f in files),
+    )
+    return summary
 
 
 MODES = {

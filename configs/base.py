@@ -268,6 +268,92 @@ def cache_stage(
     )
 
 
+# Context (data.seq_len) per stage at paper size, a multiple of 128 at or above the layout's
+# longest training sequence less one (layouts.TokenLayout.max_length): semantic 30 s = 750 ids
+# + BOS/EOS; coarse 250 ids + 500 frames x 4 levels + 3; fine 150 frames x 12 levels + 2.
+PAPER_SEQ_LEN = {"semantic": 768, "coarse": 2304, "fine": 1920}
+
+
+def stage_lm(
+    stage: str,
+    corpora: dict,
+    *,
+    layout_preset: str = "paper",
+    batch_size: int = 256,
+    seq_len: int | None = None,
+) -> ml_collections.ConfigDict:
+    """One AudioLM stage at paper size on token caches: 12 layers, 16 heads, d 1024, FFN 4096
+    (arXiv:2209.03143 sec. 4.1), vocabulary from the layout preset, bf16 compute, activations
+    recomputed except batch-free matmuls, batch 256, 1M steps."""
+    from audiolm_jax.data.pipeline import LAYOUT_CONFIG_FIELDS
+    from audiolm_jax.layouts import TokenLayout, round_up
+
+    lay = TokenLayout.preset(layout_preset)
+    c = get_base_config()
+    c.lm = lm(vocab_size=lay.vocab_size(stage), dtype="bfloat16", remat="dots_no_batch")
+    if seq_len is None:
+        seq_len = PAPER_SEQ_LEN[stage] if layout_preset == "paper" else None
+    seq_len = seq_len or round_up(lay.max_length(stage) - 1)
+    c.data = cache_stage(
+        stage,
+        corpora,
+        batch_size=batch_size,
+        seq_len=seq_len,
+        layout={k: getattr(lay, k) for k in LAYOUT_CONFIG_FIELDS},
+    )
+    c.optimizer.update(lr=5e-4, warmup_steps=10_000, end_lr_ratio=0.1)
+    c.train.update(
+        steps=1_000_000,
+        log_every=100,
+        eval_every=10_000,
+        eval_batches=16,
+        checkpoint_every=5_000,
+        keep_checkpoints=3,
+    )
+    c.name = f"{stage}_tpu" if layout_preset == "paper" else f"{layout_preset}_{stage}_tpu"
+    return c
+
+
+# The quickstart's tokenizers: a 4-level codec of 64 codes at 50 Hz (soundstream_tiny) and
+# K = 64 w2v-BERT ids at 25 Hz (w2v_bert_tiny); 2 coarse + 2 fine levels, 5 s semantic crops,
+# 3 s coarse crops, 1 s fine chunks.
+TINY_LAYOUT = dict(
+    coarse_levels=2,
+    has_fine_stage=True,
+    semantic_crop_seconds=5.0,
+    coarse_crop_seconds=3.0,
+    fine_chunk_seconds=1.0,
+)
+TINY_VOCAB = {"semantic": 4 + 64, "coarse": 4 + 64 + 2 * 64, "fine": 4 + 4 * 64}
+TINY_SEQ_LEN = {"semantic": 128, "coarse": 384, "fine": 256}
+
+
+def stage_tiny(
+    stage: str, corpora: dict, *, layout: dict | None = None, vocab: int | None = None
+) -> ml_collections.ConfigDict:
+    """A tiny stage LM (2 layers, d 128) on a token cache, trained in a minute on a CPU; sized
+    for the quickstart's tokenizers (TINY_LAYOUT) unless `layout` / `vocab` say otherwise."""
+    from audiolm_jax.layouts import round_up
+
+    c = get_base_config()
+    vocab = vocab or TINY_VOCAB[stage]
+    c.lm = lm(
+        vocab_size=round_up(vocab), num_layers=2, num_heads=4, d_model=128, d_ff=512, dropout=0.0
+    )
+    c.data = cache_stage(
+        stage,
+        corpora,
+        batch_size=8,
+        seq_len=TINY_SEQ_LEN[stage],
+        layout=dict(layout or TINY_LAYOUT),
+    )
+    c.data.shuffle_buffer = 256
+    c.optimizer.update(lr=2e-3, warmup_steps=20, end_lr_ratio=0.1)
+    c.train.update(steps=200, log_every=20, eval_every=100, eval_batches=2, checkpoint_every=100)
+    c.name = f"{stage}_cache_tiny"
+    return c
+
+
 def get_base_config() -> ml_collections.ConfigDict:
     """The shared skeleton: seed, model kind, optimizer, train loop."""
     c = ml_collections.ConfigDict()

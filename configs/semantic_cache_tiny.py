@@ -14,14 +14,4 @@ from configs import base
 
 
 def get_config() -> ml_collections.ConfigDict:
-    c = base.get_base_config()
-    c.lm = base.lm(vocab_size=128, num_layers=2, num_heads=4, d_model=128, d_ff=512, dropout=0.0)
-    # The quickstart codec has 4 levels: 2 coarse + 2 fine (the paper: 4 + 8 of 12).
-    layout = dict(coarse_levels=2, semantic_crop_seconds=5.0)
-    c.data = base.cache_stage(
-        "semantic", {"corpus": "runs/corpus/tokens"}, batch_size=8, seq_len=128, layout=layout
-    )
-    c.data.shuffle_buffer = 256
-    c.optimizer.update(lr=2e-3, warmup_steps=20, end_lr_ratio=0.1)
-    c.train.update(steps=200, log_every=20, eval_every=100, eval_batches=2, checkpoint_every=100)
-    return c
+    return base.stage_tiny("semantic", {"corpus": "runs/corpus/tokens"})
