@@ -21,3 +21,14 @@ def test_no_tensorflow_on_the_training_path():
         "'tensorflow_datasets', 'torch', 'transformers')]; assert not bad, bad"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)
+
+
+def test_sample_path_imports_no_tensorflow():
+    """The issue's check, plus a real call path: load_pipeline, sample and score resolved and
+    the sampling module imported."""
+    code = (
+        "import sys, audiolm_jax; audiolm_jax.sample; audiolm_jax.load_pipeline; "
+        "audiolm_jax.score; import audiolm_jax.sampling.pipeline; "
+        "assert 'tensorflow' not in sys.modules"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)

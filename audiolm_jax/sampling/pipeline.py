@@ -141,12 +141,14 @@ class Pipeline:
         if not lay.has_fine_stage and self.fine is not None:
             problems.append("the layout has no fine stage (has_fine_stage=False) but one was given")
         for name, stage in self.stages.items():
+            if name == "fine" and not lay.has_fine_stage:
+                continue
             if stage.cfg.vocab_size < lay.vocab_size(name):
                 problems.append(
                     f"the {name} stage's vocabulary ({stage.cfg.vocab_size}) is smaller than the "
                     f"layout's {lay.vocab_size(name)} ids"
                 )
-        if self.fine is not None and self.fine.context < lay.max_length("fine"):
+        if lay.has_fine_stage and self.fine and self.fine.context < lay.max_length("fine"):
             problems.append(
                 f"the fine stage reads {self.fine.context} tokens; a {lay.fine_chunk_seconds:g} "
                 f"s chunk needs {lay.max_length('fine')}"

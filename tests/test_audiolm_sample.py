@@ -1,0 +1,183 @@
+"""sample() / score() over three stages: the compiled cached sampler agrees with the full model
+at every step, continuations keep their prompt, lengths follow `seconds` past the training
+context, codes stay on their levels, and mismatched parts are refused by name.
+
+The stages are untrained tiny Transformers over real (untrained) tokenizers: what is checked
+here is the plumbing; learning is checked by the quickstart and the piano test (slow)."""
+
+import dataclasses
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from reference_models import tiny_tokenizer_workdirs
+
+from audiolm_jax import codec, layouts, semantic
+from audiolm_jax.lm.transformer import Transformer, TransformerConfig
+from audiolm_jax.sampling import sample_tokens
+from audiolm_jax.sampling.pipeline import (
+    Pipeline,
+    PipelineMismatchError,
+    Stage,
+    sample,
+    score,
+    tokenize_prompt,
+)
+
+# Short crops so that 3-5 s of output already runs past every stage's training context.
+LAYOUT = layouts.TokenLayout(
+    semantic_vocab=64,
+    acoustic_levels=4,
+    coarse_levels=2,
+    codebook_size=64,
+    semantic_crop_seconds=2.0,
+    coarse_crop_seconds=1.0,
+    fine_chunk_seconds=0.5,
+)
+
+
+def _stage(name, seed, layout=LAYOUT):
+    cfg = TransformerConfig(
+        vocab_size=layout.vocab_size(name),
+        num_layers=2,
+        num_heads=2,
+        d_model=32,
+        d_ff=64,
+        dropout=0.0,
+    )
+    ids = jnp.zeros((1, 8), jnp.int32)
+    params = nn.unbox(Transformer(cfg).init(jax.random.key(seed), ids)["params"])
+    return Stage(name, cfg, params, layout.max_length(name))
+
+
+@pytest.fixture(scope="module")
+def pipe(tmp_path_factory):
+    codec_dir, sem_dir = tiny_tokenizer_workdirs(str(tmp_path_factory.mktemp("tok")))
+    return Pipeline(
+        codec.load(codec_dir),
+        semantic.load(sem_dir),
+        LAYOUT,
+        _stage("semantic", 0),
+        _stage("coarse", 1),
+        _stage("fine", 2),
+        semantic_runs_per_second=10.0,
+    )
+
+
+@pytest.fixture(scope="module")
+def prompt():
+    from audiolm_jax import dsp
+    from audiolm_jax.data import audio
+
+    wav, _ = dsp.read_audio(audio.corpus_entries("eval")[0]["path"], 16000)
+    return wav[:24000]  # 1.5 s of held-out speech
+
+
+@pytest.mark.parametrize("stage", ["semantic", "coarse", "fine"])
+def test_cached_sampler_logits_equal_full_forward_at_every_step(pipe, stage):
+    """Every token the compiled loop draws comes from logits equal (1e-4) to a full forward
+    pass over the same prefix; with a traced prompt_len inside a longer buffer too."""
+    s = pipe.stages[stage]
+    n = 40
+    start = LAYOUT.generation_start(stage, 6) if stage != "semantic" else 1
+    table = jnp.asarray(LAYOUT.valid_ids_table(stage, n, start))
+    prompt = np.zeros((2, n), np.int32)
+    rng = np.random.default_rng(0)
+    for pos in range(start):  # a valid prefix, drawn from the layout's masks
+        allowed = np.flatnonzero(np.asarray(table[pos]))
+        prompt[:, pos] = rng.choice(allowed, 2)
+    tokens, seen = sample_tokens(
+        s.cfg,
+        s.params,
+        jnp.asarray(prompt),
+        max_len=n,
+        rng=jax.random.key(1),
+        temperature=1.0,
+        valid_table=table,
+        prompt_len=start,
+        return_logits=True,
+    )
+    np.testing.assert_array_equal(tokens[:, :start], prompt[:, :start])
+    full = Transformer(s.cfg).apply({"params": s.params}, tokens)
+    vocab = s.cfg.vocab_size
+    np.testing.assert_allclose(
+        seen[:, start:n, :vocab], full[:, start - 1 : n - 1, :vocab], atol=1e-4, rtol=1e-4
+    )
+    # Every drawn token is allowed by the layout at its position.
+    for pos in range(start, n):
+        assert np.all(np.asarray(table[pos])[np.asarray(tokens[:, pos])])
+
+
+def test_continuation_keeps_prompt_and_lengths_follow_seconds(pipe, prompt):
+    ids, runs, codes = tokenize_prompt(pipe, prompt, 16000)
+    seconds = 3.0  # past the 2 s semantic, 1 s coarse and 0.5 s fine training context
+    audio, tok = sample(
+        pipe, prompt, seconds=seconds, rng=jax.random.key(0), batch_size=2, return_tokens=True
+    )
+    assert audio.shape == (2, int(seconds * pipe.sample_rate)) and np.isfinite(audio).all()
+    unique = layouts.dedup(ids)[0]
+    assert tok.prompt_semantic == len(unique) and tok.prompt_frames == len(codes)
+    for row in range(2):
+        np.testing.assert_array_equal(tok.semantic[row, : len(unique)], unique)
+        np.testing.assert_array_equal(tok.codes[row, : len(codes)], codes)
+    frames = len(codes) + int(seconds * LAYOUT.acoustic_rate_hz)
+    assert tok.codes.shape == (2, frames, LAYOUT.acoustic_levels)
+    assert tok.codes.min() >= 0 and tok.codes.max() < LAYOUT.codebook_size
+    assert tok.semantic.shape[1] == len(unique) + int(seconds * 10.0)
+    assert tok.semantic.min() >= 0 and tok.semantic.max() < LAYOUT.semantic_vocab
+    # The two rows are two different samples; the same key gives the same audio.
+    assert not np.array_equal(tok.codes[0, len(codes) :], tok.codes[1, len(codes) :])
+    again = sample(pipe, prompt, seconds=seconds, rng=jax.random.key(0), batch_size=2)
+    np.testing.assert_array_equal(audio, again)
+
+
+def test_unconditional_any_length_and_rate_resampled_prompt(pipe, prompt):
+    audio = sample(pipe, None, seconds=1.3, rng=jax.random.key(2))
+    assert audio.shape == (1, int(1.3 * pipe.sample_rate))
+    # A 24 kHz prompt is resampled to each tokenizer's rate: same tokens up to resampling.
+    import soxr
+
+    p24 = soxr.resample(prompt, 16000, 24000).astype(np.float32)
+    ids16, _, codes16 = tokenize_prompt(pipe, prompt, 16000)
+    ids24, _, codes24 = tokenize_prompt(pipe, p24, 24000)
+    assert ids24.shape == ids16.shape and codes24.shape == codes16.shape
+    assert np.mean(codes24[:, 0] == codes16[:, 0]) > 0.5
+
+
+def test_score_gives_per_stage_nll_of_every_modelled_token(pipe, prompt):
+    out = score(pipe, prompt, sample_rate=16000)
+    ids, _, codes = tokenize_prompt(pipe, prompt, 16000)
+    m = len(layouts.dedup(ids)[0])
+    assert out["semantic"]["tokens"] == m
+    assert (
+        out["coarse"]["tokens"]
+        == sum(len(c) * LAYOUT.coarse_levels for c in np.array_split(codes, [50])) + 1
+    )  # every coarse token of both 1 s crops, and EOS after the last
+    assert out["fine"]["tokens"] == len(codes) * LAYOUT.fine_levels
+    for v in out.values():
+        # Untrained stages: near the uniform cross-entropy over their vocabularies.
+        assert 0 < v["nats_per_token"] < 10 and np.isfinite(v["nll"])
+
+
+def test_mismatched_parts_are_refused_by_name(pipe):
+    with pytest.raises(PipelineMismatchError, match="codes per level"):
+        dataclasses.replace(pipe, layout=dataclasses.replace(LAYOUT, codebook_size=128))
+    with pytest.raises(PipelineMismatchError, match="K=64 ids"):
+        dataclasses.replace(pipe, layout=dataclasses.replace(LAYOUT, semantic_vocab=32))
+    with pytest.raises(PipelineMismatchError, match="25 ids/s"):
+        dataclasses.replace(pipe, layout=dataclasses.replace(LAYOUT, semantic_rate_hz=50.0))
+    piano = dataclasses.replace(LAYOUT, coarse_levels=4, has_fine_stage=False)
+    with pytest.raises(PipelineMismatchError, match="no fine stage"):
+        dataclasses.replace(pipe, layout=piano, coarse=_stage("coarse", 1, piano))
+    with pytest.raises(PipelineMismatchError, match="vocabulary"):
+        dataclasses.replace(pipe, fine=_stage("semantic", 3))
+
+
+def test_no_fine_stage_pipeline_samples_every_level_in_the_coarse_stage(pipe, prompt):
+    piano = dataclasses.replace(LAYOUT, coarse_levels=4, has_fine_stage=False)
+    p = dataclasses.replace(pipe, layout=piano, coarse=_stage("coarse", 4, piano), fine=None)
+    audio, tok = sample(p, prompt, seconds=1.0, rng=jax.random.key(0), return_tokens=True)
+    assert audio.shape == (1, 16000) and tok.codes.shape[2] == 4
+    assert tok.codes.max() < piano.codebook_size
