@@ -43,28 +43,50 @@ def _primary() -> bool:
 
 
 def run_quickstart(config: Any, workdir: str) -> dict:
-    """Trains every part that exists so far, tiny, and says what it did (configs/quickstart.py).
+    """Audio to audio, every part tiny, on a CPU (configs/quickstart.py), saying what it did:
 
     1. The codec on the embedded speech corpus: held-out mel distance of the untrained and the
        trained codec, reconstructions of held-out clips in <workdir>/audio/.
-    2. The semantic tokenizer: w2v-BERT pretrained on the same corpus (contrastive and MLM
-       losses of the untrained and the trained model), k-means on one of its layers, held-out
-       clips turned into semantic ids.
-    3. The semantic-stage LM on a synthetic Markov source, compared with the source's true
-       entropy and its unigram entropy (what a model that learned nothing would score); samples
-       from it checked against the source's chain.
+    2. The semantic tokenizer: w2v-BERT pretrained on the same corpus, k-means on one of its
+       layers, held-out clips turned into semantic ids.
+    3. The audio-token pipeline: the corpus as a tfds dataset (whole voices held out), then
+       its token cache through both tokenizers.
+    4. The three stages on the cache: held-out loss of each, untrained and trained.
+    5. A continuation of a held-out prompt: <workdir>/generated/continuation.wav and .png,
+       and <workdir>/pipeline/pipeline.json for `load_pipeline` / `--mode=generate`.
     """
-    out = {"codec": _quickstart_codec(config.parts.codec, workdir, config.reconstructions)}
-    out["tokenizer"] = _quickstart_tokenizer(config.parts.tokenizer, workdir)
-    out["semantic"] = _quickstart_semantic(config.parts.semantic, workdir)
-    c, t, s = out["codec"], out["tokenizer"], out["semantic"]
+    import time
+
+    t0 = time.perf_counter()
+    corpus_dir = _quickstart_corpus(config, workdir)
+    parts = config.parts.copy_and_resolve_references()
+    for name in ("codec", "tokenizer"):
+        if parts[name].data.source == "folder":  # the corpus this run wrote
+            parts[name].data.path = corpus_dir
+    out = {"codec": _quickstart_codec(parts.codec, workdir, config.reconstructions)}
+    out["tokenizer"] = _quickstart_tokenizer(parts.tokenizer, workdir)
+    out["tokens"] = _quickstart_tokens(config, workdir, corpus_dir)
+    out["stages"] = {
+        name: _quickstart_stage(parts[name], workdir, name, out["tokens"]["cache_dir"])
+        for name in ("semantic", "coarse", "fine")
+        if name in parts
+    }
+    out["generated"] = _quickstart_generate(config, workdir, out["tokens"])
+    out["seconds"] = time.perf_counter() - t0
+    c, t, k, g = out["codec"], out["tokenizer"], out["tokens"], out["generated"]
+    stages = "; ".join(
+        f"{n} {v['eval_loss_untrained']:.2f} -> {v['eval_loss']:.2f}"
+        for n, v in out["stages"].items()
+    )
     log.info(
-        "Quickstart done in %s.\n  Codec (%s): held-out mel distance %.3f -> %.3f, SI-SDR %.1f dB; "
-        "reconstructions in %s.\n  Semantic tokenizer (%s): held-out contrastive loss %.3f -> "
-        "%.3f, MLM loss %.3f -> %.3f; tokenizes %.0fx faster than real time.\n  Semantic stage: "
-        "held-out loss %.3f nats vs. true entropy %.3f "
-        "and unigram %.3f: %.0f%% of the gap closed; %.0f%% of sampled transitions follow the "
-        "source's chain (chance %.1f%%).",
+        "Quickstart done in %.0f s, everything under %s.\n"
+        "  Codec (%s): held-out mel distance %.3f -> %.3f, SI-SDR %.1f dB; reconstructions in "
+        "%s.\n  Semantic tokenizer (%s): held-out MLM loss %.3f -> %.3f; tokenizes %.0fx faster "
+        "than real time.\n  Token cache: %d train / %d held-out utterances, %.2f h, in %s.\n"
+        "  Stages, held-out loss in nats per token (untrained -> trained): %s.\n"
+        "  Continuation of %.1f s of held-out %s: %.1f s in %s (+ .png), sampled in %.1f s.\n"
+        "  Next: python launch.py --mode=generate --pipeline=%s --prompt=YOUR.wav --seconds=5",
+        out["seconds"],
         os.path.abspath(workdir),
         c["codec"],
         c["mel_distance_untrained"],
@@ -72,17 +94,20 @@ def run_quickstart(config: Any, workdir: str) -> dict:
         c["si_sdr_db"],
         c["audio_dir"],
         t["tokenizer"],
-        t["contrastive_loss_untrained"],
-        t["contrastive_loss"],
         t["mlm_loss_untrained"],
         t["mlm_loss"],
         t["tokenize_audio_s_per_s"],
-        s["semantic_eval_loss_nats"],
-        s["true_entropy_nats"],
-        s["unigram_entropy_nats"],
-        100 * s["gap_closed"],
-        100 * s["sampled_transitions_following_chain"],
-        100 * s["chance"],
+        k["train_utterances"],
+        k["eval_utterances"],
+        k["hours"],
+        k["cache_dir"],
+        stages,
+        g["prompt_seconds"],
+        g["prompt_id"],
+        g["seconds"],
+        g["wav"],
+        g["sample_seconds"],
+        g["pipeline"],
     )
     with open(os.path.join(workdir, "quickstart.json"), "w") as f:
         json.dump(out, f, indent=2)
@@ -157,36 +182,110 @@ def _quickstart_tokenizer(config: Any, workdir: str) -> dict:
     }
 
 
-def _quickstart_semantic(config: Any, workdir: str) -> dict:
-    import jax
-    import jax.numpy as jnp
+def _quickstart_corpus(config: Any, workdir: str) -> str:
+    """The quickstart's audio folder, one speaker per first-level entry: the embedded speech
+    corpus (config.corpus_source "speech": a folder of links per voice) or procedural piano
+    pieces ("piano": one file per piece, so held-out pieces span every key)."""
+    from audiolm_jax.data import audio, piano
 
-    from audiolm_jax.data.synthetic import unigram_entropy
-    from audiolm_jax.sampling import sample_tokens
+    folder = os.path.join(workdir, "corpus")
+    if config.get("corpus_source", "speech") == "piano":
+        p = config.piano
+        entries = piano.write_corpus(
+            os.path.join(workdir, "piano_audio"),
+            n_pieces=int(p.pieces),
+            seconds=float(p.seconds),
+            seed=int(config.seed),
+        )
+        for i, e in enumerate(entries):
+            link = os.path.join(folder, f"piece{i:04d}_{e['key'].replace(' ', '_')}.wav")
+            os.makedirs(folder, exist_ok=True)
+            if not os.path.lexists(link):
+                os.symlink(os.path.join(workdir, "piano_audio", e["path"]), link)
+        return folder
+    for e in audio.corpus_entries():
+        # The folder layout's speaker is the first folder level: one folder per voice.
+        link = os.path.join(folder, e["speaker"], os.path.basename(e["path"]))
+        os.makedirs(os.path.dirname(link), exist_ok=True)
+        if not os.path.lexists(link):
+            os.symlink(e["path"], link)
+    return folder
 
-    stage_dir = os.path.join(workdir, "semantic")
-    summary, result, model, eval_source = _train(config, stage_dir)
-    floor, start = eval_source.entropy, unigram_entropy(eval_source)
-    loss = summary["eval"].get("loss", float("nan"))
-    # Sample from the trained stage and check the samples against the source's chain.
-    prompt = jnp.full((8, 1), config.data.bos_id, jnp.int32)
-    tokens = sample_tokens(
-        model.cfg,
-        result.state.params["model"],
-        prompt,
-        max_len=64,
-        rng=jax.random.key(config.seed),
-        temperature=1.0,
+
+def _quickstart_tokens(config: Any, workdir: str, folder: str) -> dict:
+    """The quickstart's audio folder as a tfds dataset (whole speakers held out) and its
+    token cache."""
+    corpus = config.parts.corpus.copy_and_resolve_references()
+    data_dir = os.path.join(workdir, "dataset")
+    corpus.tokenize.codec = os.path.join(workdir, "codec")
+    corpus.tokenize.semantic = os.path.join(workdir, "tokenizer")
+    built = run_build_dataset(corpus, data_dir, input=folder)
+    tokens = run_tokenize(corpus, data_dir)
+    splits = built["splits"]
+    return {
+        "dataset": data_dir,
+        "cache_dir": tokens["cache_dir"],
+        "train_utterances": splits["train"]["examples"],
+        "eval_utterances": splits["validation"]["examples"],
+        "hours": sum(v["hours"] for v in splits.values()),
+        "eval_speakers": splits["validation"].get("speakers"),
+    }
+
+
+def _quickstart_stage(config: Any, workdir: str, stage: str, cache_dir: str) -> dict:
+    """One stage LM on the quickstart's token cache: held-out loss untrained and trained."""
+    from audiolm_jax.train.trainer import evaluate_untrained
+
+    config = config.copy_and_resolve_references()
+    config.data.corpora = {"quickstart": cache_dir}
+    summary, _, model, eval_source = _train(config, os.path.join(workdir, stage))
+    before, _ = evaluate_untrained(config, model, eval_source, int(config.train.eval_batches))
+    return {
+        "workdir": os.path.join(os.path.abspath(workdir), stage),
+        "eval_loss_untrained": before["loss"],
+        "eval_loss": summary["eval"]["loss"],
+        "eval_accuracy": summary["eval"]["accuracy"],
+    }
+
+
+def _quickstart_generate(config: Any, workdir: str, tokens: dict) -> dict:
+    """Writes <workdir>/pipeline/pipeline.json, then continues a held-out prompt with it."""
+    from audiolm_jax.data.tfds_builders import load_examples
+
+    pipe_dir = os.path.join(workdir, "pipeline")
+    os.makedirs(pipe_dir, exist_ok=True)
+    parts = {"codec": "../codec", "tokenizer": "../tokenizer"}
+    parts.update({s: f"../{s}" for s in ("semantic", "coarse", "fine") if s in config.parts})
+    with open(os.path.join(pipe_dir, "pipeline.json"), "w") as f:
+        json.dump(parts, f, indent=2)
+    g = config.generate
+    name = config.parts.corpus.corpus.name
+    rate = int(config.parts.corpus.corpus.sample_rate)
+    # The longest held-out utterance makes the prompt.
+    held_out = max(
+        load_examples(tokens["dataset"] + "/tfds", name, "validation"),
+        key=lambda ex: len(ex["audio"]),
+    )
+    prompt_file = os.path.join(workdir, "generated", "prompt.wav")
+    from audiolm_jax import dsp
+
+    dsp.write_audio(prompt_file, held_out["audio"], rate)
+    summary = run_generate(
+        pipe_dir,
+        out=os.path.join(workdir, "generated", "continuation.wav"),
+        seconds=float(g.seconds),
+        prompt=prompt_file,
+        prompt_seconds=float(g.prompt_seconds),
+        seed=int(config.seed),
     )
     return {
-        "semantic_eval_loss_nats": loss,
-        "true_entropy_nats": floor,
-        "unigram_entropy_nats": start,
-        "gap_closed": (start - loss) / (start - floor),
-        "sampled_transitions_following_chain": eval_source.follows_chain(
-            jax.device_get(tokens)[:, 1:]
-        ),
-        "chance": eval_source.successors / eval_source.vocab,
+        "pipeline": os.path.abspath(pipe_dir),
+        "prompt_id": str(held_out["id"]),
+        "prompt_seconds": summary["prompt_seconds"],
+        "seconds": summary["seconds"],
+        "wav": summary["files"][0]["wav"],
+        "png": summary["files"][0]["png"],
+        "sample_seconds": summary["generate_seconds"],
     }
 
 

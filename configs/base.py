@@ -328,6 +328,18 @@ TINY_VOCAB = {"semantic": 4 + 64, "coarse": 4 + 64 + 2 * 64, "fine": 4 + 4 * 64}
 TINY_SEQ_LEN = {"semantic": 128, "coarse": 384, "fine": 256}
 
 
+# The tiny piano variant (the paper's piano model shrunk): a 3-level codec of 256 codes, every
+# level modelled by the coarse stage, no fine stage; 2 s coarse crops.
+PIANO_TINY_LAYOUT = dict(
+    coarse_levels=3,
+    has_fine_stage=False,
+    semantic_crop_seconds=5.0,
+    coarse_crop_seconds=2.0,
+    fine_chunk_seconds=1.0,
+)
+PIANO_TINY_VOCAB = {"semantic": 4 + 64, "coarse": 4 + 64 + 3 * 256}
+
+
 def stage_tiny(
     stage: str, corpora: dict, *, layout: dict | None = None, vocab: int | None = None
 ) -> ml_collections.ConfigDict:

@@ -513,6 +513,7 @@ def sample(
     temperature: float | Mapping[str, float] | None = None,
     top_k: int | Mapping[str, int] | None = None,
     top_p: float | Mapping[str, float] | None = None,
+    semantic_ids: Any = None,
     return_tokens: bool = False,
 ):
     """`seconds` of new audio from `pipe`: a continuation of `prompt` or, without one,
@@ -528,6 +529,9 @@ def sample(
       rng: a `jax.random` key; the same key gives the same audio.
       temperature, top_k, top_p: one value for all stages or {stage: value}; defaults: the
         paper's temperatures (TEMPERATURES), no top-k, no nucleus.
+      semantic_ids: [batch_size, count] (or [count]) de-duplicated semantic ids for the new
+        seconds, used instead of sampling stage 1: audio for given semantic content (and the
+        "shuffled semantic tokens" control of the piano test).
     """
     if seconds <= 0:
         raise ValueError(f"seconds must be > 0, got {seconds}")
@@ -559,11 +563,20 @@ def sample(
     if not rate:
         rate = len(unique) / prompt_seconds if len(unique) else lay.semantic_rate_hz / 2
     count = max(1, int(round(seconds * rate)))
+    if semantic_ids is not None:
+        given = np.asarray(semantic_ids, np.int32)
+        given = np.broadcast_to(given, (batch_size, given.shape[-1]))
+        if given.size and (given.min() < 0 or given.max() >= lay.semantic_vocab):
+            raise ValueError(f"semantic_ids must lie in [0, {lay.semantic_vocab})")
+        count = given.shape[1]
     times = np.concatenate([starts, prompt_seconds + np.arange(count) * seconds / count])
 
     # Stage 1: semantic ids.
     history = np.broadcast_to(unique, (batch_size, len(unique))).astype(np.int32)
-    semantic = _semantic_windows(pipe, history, count, keys["semantic"], *opts["semantic"])
+    if semantic_ids is None:
+        semantic = _semantic_windows(pipe, history, count, keys["semantic"], *opts["semantic"])
+    else:
+        semantic = np.concatenate([history, given], axis=1)
     t1 = time.perf_counter()
     # Stage 2: coarse codes (every level when there is no fine stage).
     f_p = codes.shape[0]
