@@ -5,11 +5,16 @@ audiolm-pytorch's `SemanticTransformerWrapper.generate(use_kv_cache=True)` (one 
 token), same sizes, CPU torch with 2 threads; the peer runs first, in its own venv.
 
     python benchmarks/bench_lm_sample.py [--repeats 3] [--no-peer]
+
+At batch 1 each token reads every weight (and the KV cache so far) once: the row also gives
+the achieved bytes/s against this machine's memory copy bandwidth (`common.copy_bandwidth`,
+measured in the same run), and the same model with bf16 weights and compute (half the bytes).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 
@@ -19,7 +24,7 @@ import flax.linen as nn  # noqa: E402
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
-from benchmarks.common import median_time, report  # noqa: E402
+from benchmarks.common import copy_bandwidth, median_time, report  # noqa: E402
 
 LENGTH = 256
 
@@ -61,46 +66,60 @@ def main() -> None:
     params = nn.unbox(
         Transformer(cfg).init(jax.random.key(0), jnp.zeros((1, 8), jnp.int32))["params"]
     )
-    for batch in (1, 8):
-        prompt = jnp.ones((batch, 1), jnp.int32)
+    bandwidth = copy_bandwidth()
+    print(f"memory copy bandwidth {bandwidth / 1e9:.1f} GB/s")
+    for dtype in ("float32", "bfloat16"):
+        c = dataclasses.replace(cfg, dtype=dtype)
+        p = jax.tree.map(lambda x: x.astype(dtype), params)
+        weight_bytes = sum(x.nbytes for x in jax.tree.leaves(p))
+        for batch in (1, 8) if dtype == "float32" else (1,):
+            prompt = jnp.ones((batch, 1), jnp.int32)
 
-        def run():
-            out = sample_tokens(
-                cfg,
-                params,
-                prompt,
-                max_len=LENGTH + 1,
-                rng=jax.random.key(0),
-                temperature=1.0,
-                top_k=0,
-            )
-            out.block_until_ready()
+            def run(c=c, p=p, prompt=prompt):
+                out = sample_tokens(
+                    c,
+                    p,
+                    prompt,
+                    max_len=LENGTH + 1,
+                    rng=jax.random.key(0),
+                    temperature=1.0,
+                    top_k=0,
+                )
+                out.block_until_ready()
 
-        t, times = median_time(run, args.repeats, warmup=1)
-        row = {
-            "what": f"LM sampling, 6 x 512, {LENGTH} tokens, batch {batch}",
-            "jax_s": t,
-            "jax_tokens_per_s": batch * LENGTH / t,
-            "jax_runs_s": times,
-        }
-        if batch in peers:
-            p = peers[batch]
-            row.update(
-                peer_s=p["median_run_s"],
-                peer_tokens_per_s=p["tokens_per_s"],
-                speedup_vs_peer=(batch * LENGTH / t) / p["tokens_per_s"],
-                peer_notes=p.get("notes"),
+            t, times = median_time(run, args.repeats, warmup=1)
+            # Per step: every weight once, plus the keys and values cached so far (on average
+            # half the cache), in the compute dtype.
+            kv = 2 * c.num_layers * batch * c.d_model * (LENGTH / 2) * jnp.dtype(dtype).itemsize
+            achieved = (weight_bytes + kv) * LENGTH / t
+            row = {
+                "what": f"LM sampling, 6 x 512, {LENGTH} tokens, batch {batch}, {dtype}",
+                "jax_s": t,
+                "jax_tokens_per_s": batch * LENGTH / t,
+                "jax_runs_s": times,
+                "bytes_per_s": achieved,
+                "copy_bandwidth_bytes_per_s": bandwidth,
+                "fraction_of_bandwidth": achieved / bandwidth,
+            }
+            if batch in peers and dtype == "float32":
+                pr = peers[batch]
+                row.update(
+                    peer_s=pr["median_run_s"],
+                    peer_tokens_per_s=pr["tokens_per_s"],
+                    speedup_vs_peer=(batch * LENGTH / t) / pr["tokens_per_s"],
+                    peer_notes=pr.get("notes"),
+                )
+            report("lm_sample", row)
+            print(
+                f"batch {batch} {dtype}: jax {row['jax_tokens_per_s']:.0f} tok/s, "
+                f"{achieved / 1e9:.1f} GB/s = {100 * achieved / bandwidth:.0f}% of copy bandwidth"
+                + (
+                    f", audiolm-pytorch {row['peer_tokens_per_s']:.0f} tok/s -> "
+                    f"{row['speedup_vs_peer']:.1f}x"
+                    if "peer_tokens_per_s" in row
+                    else ""
+                )
             )
-        report("lm_sample", row)
-        print(
-            f"batch {batch}: jax {row['jax_tokens_per_s']:.0f} tok/s"
-            + (
-                f", audiolm-pytorch {row['peer_tokens_per_s']:.0f} tok/s -> "
-                f"{row['speedup_vs_peer']:.1f}x"
-                if batch in peers
-                else ""
-            )
-        )
 
 
 if __name__ == "__main__":

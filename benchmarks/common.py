@@ -42,6 +42,16 @@ def matmul_peak_fn(n: int = 2048):
     return (lambda: f(a).block_until_ready()), 2.0 * n**3
 
 
+def copy_bandwidth(megabytes: int = 256, repeats: int = 5) -> float:
+    """This machine's memory copy bandwidth in bytes/s (bytes read + bytes written by a
+    `numpy.copyto` of a `megabytes` array, median of `repeats`): the limit of a decoding step
+    that reads every weight once."""
+    src = np.ones(megabytes * 2**20 // 4, np.float32)
+    dst = np.empty_like(src)
+    t, _ = median_time(lambda: np.copyto(dst, src), repeats)
+    return 2 * src.nbytes / t
+
+
 def machine() -> str:
     """`2 cores x86_64, Linux 6.x, jax 0.10.2 cpu`."""
     import jax

@@ -340,6 +340,35 @@ def _options(value: Any, stage: str, default: Any) -> Any:
     return default if value is None else value
 
 
+def _continue(
+    stage: Stage,
+    buf: np.ndarray,
+    table: jax.Array,
+    start: int,
+    stop: int,
+    rng: jax.Array,
+    temperature: float,
+    top_k: int,
+    top_p: float,
+) -> np.ndarray:
+    """Tokens start .. stop - 1 of `buf` [rows, context], sampled after its first `start` (one
+    compilation per stage and row count: lengths and the mask table are traced)."""
+    tokens = sample_tokens(
+        stage.cfg,
+        stage.params,
+        jnp.asarray(buf),
+        max_len=buf.shape[1],
+        rng=rng,
+        temperature=temperature,
+        top_k=top_k,
+        top_p=top_p,
+        valid_table=table,
+        prompt_len=start,
+        stop_len=stop,
+    )
+    return np.asarray(tokens)[:, start:stop]
+
+
 def _semantic_windows(
     pipe: Pipeline,
     history: np.ndarray,
@@ -365,20 +394,9 @@ def _semantic_windows(
         buf[:, 0] = BOS
         buf[:, 1 : 1 + tail.shape[1]] = tail + NUM_SPECIALS
         p = 1 + tail.shape[1]
-        tokens = sample_tokens(
-            stage.cfg,
-            stage.params,
-            jnp.asarray(buf),
-            max_len=n,
-            rng=jax.random.fold_in(rng, window),
-            temperature=temperature,
-            top_k=top_k,
-            top_p=top_p,
-            valid_table=table,
-            prompt_len=p,
-            stop_len=p + gen,
-        )
-        new = np.asarray(tokens)[:, p : p + gen] - NUM_SPECIALS
+        opts = (temperature, top_k, top_p)
+        new = _continue(stage, buf, table, p, p + gen, jax.random.fold_in(rng, window), *opts)
+        new = new - NUM_SPECIALS
         out = np.concatenate([out, new.astype(np.int32)], axis=1)
         window += 1
     return out
@@ -435,20 +453,8 @@ def _coarse_windows(
         buf[:, 2 + m : p] = known
         start = lay.generation_start("coarse", m)
         table = jnp.asarray(lay.valid_ids_table("coarse", n, start)).at[:, EOS].set(False)
-        tokens = sample_tokens(
-            stage.cfg,
-            stage.params,
-            jnp.asarray(buf),
-            max_len=n,
-            rng=jax.random.fold_in(rng, window),
-            temperature=temperature,
-            top_k=top_k,
-            top_p=top_p,
-            valid_table=table,
-            prompt_len=p,
-            stop_len=p + (w1 - g) * qc,
-        )
-        new = np.asarray(tokens)[:, p : p + (w1 - g) * qc]
+        key = jax.random.fold_in(rng, window)
+        new = _continue(stage, buf, table, p, p + (w1 - g) * qc, key, temperature, top_k, top_p)
         new_codes = lay.tokens_to_codes("coarse", new, 0, qc).astype(np.int32)
         out = np.concatenate([out, new_codes], axis=1)
         window += 1
@@ -479,20 +485,8 @@ def _fine_chunks(
         buf[:, : rows[0].size] = np.stack(rows)
         p = rows[0].size
         table = jnp.asarray(lay.valid_ids_table("fine", n, p))
-        tokens = sample_tokens(
-            stage.cfg,
-            stage.params,
-            jnp.asarray(buf),
-            max_len=n,
-            rng=jax.random.fold_in(rng, k),
-            temperature=temperature,
-            top_k=top_k,
-            top_p=top_p,
-            valid_table=table,
-            prompt_len=p,
-            stop_len=p + k * qf,
-        )
-        new = np.asarray(tokens)[:, p : p + k * qf]
+        key = jax.random.fold_in(rng, k)
+        new = _continue(stage, buf, table, p, p + k * qf, key, temperature, top_k, top_p)
         fine = lay.tokens_to_codes("fine", new).reshape(batch, len(starts), k, qf)
         for j, s in enumerate(starts):
             out[:, s : s + k] = fine[:, j]
