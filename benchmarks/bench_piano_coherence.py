@@ -1,0 +1,66 @@
+"""AudioLM's piano coherence on the tiny piano pipeline: how often continuations of held-out
+pieces stay in their prompt's key (chroma key estimate, relative major/minor counted as the
+same scale), against continuations whose coarse stage is given another prompt's semantic
+tokens (a prompt in another key). Also how often the codec alone keeps the key (encode +
+decode of the same prompts): the ceiling any continuation can reach.
+
+    python launch.py --config=piano_quickstart --workdir=runs/piano_quickstart   # ~10 min
+    python benchmarks/bench_piano_coherence.py --workdir runs/piano_quickstart [--prompts 60]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from benchmarks.common import report  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--workdir", default="runs/piano_quickstart")
+    parser.add_argument("--prompts", type=int, default=60)
+    parser.add_argument("--prompt_seconds", type=float, default=3.0)
+    parser.add_argument("--seconds", type=float, default=4.0)
+    args = parser.parse_args()
+
+    import numpy as np
+
+    from audiolm_jax import codec
+    from audiolm_jax.data.tfds_builders import load_examples
+    from audiolm_jax.eval.coherence import key_coherence, wilson_interval
+    from audiolm_jax.eval.key import estimate_key, same_key
+    from audiolm_jax.sampling.pipeline import load_pipeline
+
+    pipe = load_pipeline(os.path.join(args.workdir, "pipeline"))
+    prompts = []
+    data = os.path.join(args.workdir, "dataset", "tfds")
+    for ex in load_examples(data, "piano_corpus", "validation"):
+        key = re.search(r"piece\d+_([A-G]#?_m(?:aj|in)or)", ex["id"]).group(1)
+        prompts.append((ex["audio"], key.replace("_", " ")))
+    prompts = prompts[: args.prompts]
+    result = key_coherence(pipe, prompts, prompt_seconds=args.prompt_seconds, seconds=args.seconds)
+    n = int(round((args.prompt_seconds + args.seconds) * pipe.sample_rate))
+    kept = 0
+    for wav, key in prompts:
+        x = wav[:n]
+        recon = np.asarray(codec.decode(pipe.codec, codec.encode(pipe.codec, x[None])))[0]
+        kept += same_key(estimate_key(recon, pipe.sample_rate)[0], key, relative_ok=True)
+    result["codec_keeps_key"] = {
+        "in_key": kept,
+        "rate": kept / len(prompts),
+        "ci95": wilson_interval(kept, len(prompts)),
+    }
+    report("piano_coherence", {"what": "piano key coherence, tiny pipeline", **result})
+    for name in ("pipeline", "shuffled", "codec_keeps_key"):
+        r = result[name]
+        print(f"{name}: {r['in_key']}/{len(prompts)} = {r['rate']:.2f} (95% CI {r['ci95']})")
+    print(f"one-sided p (pipeline > shuffled): {result['p_value']:.3g}")
+
+
+if __name__ == "__main__":
+    main()
