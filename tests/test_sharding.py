@@ -203,3 +203,11 @@ def test_dry_run_gpu_target_estimates_and_names_levers(tmp_path):
     assert big["fits"] is False
     assert any("remat" in lever for lever in big["levers"])
     assert any("batch" in lever for lever in big["levers"])
+
+
+def test_sampler_on_sharded_params_draws_the_same_tokens():
+    """sample_tokens with params laid out by the training rules on a data x fsdp x tensor
+    mesh of 8 devices gives one device's tokens (greedy), prompts split over the batch."""
+    r = eight_device_result("sharded_sample_check.py")
+    assert r["same_tokens"], r
+    assert r["params_on_devices"] == 8 and r["sampled_in_range"], r
