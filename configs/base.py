@@ -103,7 +103,15 @@ def soundstream(**overrides) -> ml_collections.ConfigDict:
     # Generator loss = rec * mel loss + commitment * commitment + adv * hinge + feat * feature
     # matching; the adversarial terms (and the discriminator updates) start at adversarial_start.
     c.loss = ml_collections.ConfigDict(
-        dict(rec=1.0, wave=0.0, adv=1.0, feat=2.0, commitment=0.25, adversarial_start=2000)
+        dict(
+            rec=1.0,
+            wave=0.0,
+            adv=1.0,
+            feat=2.0,
+            commitment=0.25,
+            adversarial_start=2000,
+            mel_bins=64,
+        )
     )
     c.data = ml_collections.ConfigDict(
         dict(

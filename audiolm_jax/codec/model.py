@@ -74,6 +74,9 @@ class LossWeights:
     commitment: float = 0.25
     wave: float = 0.0  # L1 on the waveform (EnCodec's time-domain term)
     adversarial_start: int = 0  # steps of reconstruction-only warm-up
+    # Mel bins of the reconstruction loss (SoundStream: 64). More bins resolve pitch finer:
+    # at 16 kHz, 64 bins are ~2 semitones wide at 300 Hz.
+    mel_bins: int = 64
 
 
 def encode_latents(cfg: CodecConfig, gparams: dict, wav: jax.Array) -> jax.Array:
@@ -165,7 +168,7 @@ class SoundStream(Model):
             return loss, (model_state, {"d_loss": loss})
 
         recon, qz = self.generate(gparams, qstate, wav, n_q)
-        rec = dsp.multiscale_mel_loss(wav, recon, self.cfg.sample_rate)
+        rec = dsp.multiscale_mel_loss(wav, recon, self.cfg.sample_rate, n_mels=self.w.mel_bins)
         wave = jnp.mean(jnp.abs(wav - recon))
 
         def adv_terms():
