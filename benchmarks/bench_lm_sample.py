@@ -6,6 +6,8 @@ token), same sizes, CPU torch with 2 threads; the peer runs first, in its own ve
 
     python benchmarks/bench_lm_sample.py [--repeats 3] [--no-peer]
 
+JAX is measured before and after the peer and its runs pooled (medians of 2 x repeats).
+
 At batch 1 each token reads every weight (and the KV cache so far) once: the row also gives
 the achieved bytes/s against this machine's memory copy bandwidth (`common.copy_bandwidth`,
 measured in the same run), and the same model with bf16 weights and compute (half the bytes).
@@ -23,6 +25,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import flax.linen as nn  # noqa: E402
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
 
 from benchmarks.common import copy_bandwidth, median_time, report  # noqa: E402
 
@@ -35,12 +38,14 @@ def main() -> None:
     parser.add_argument("--no-peer", action="store_true")
     args = parser.parse_args()
 
-    peers = {}
-    if not args.no_peer:
+    peers: dict = {}
+
+    def measure_peers() -> None:
+        """The peer at both batch sizes; its runs are pooled over the calls."""
         from benchmarks.peer_env import run_peer
 
         for batch in (1, 8):
-            peers[batch] = run_peer(
+            r = run_peer(
                 "peer_audiolm_pytorch.py",
                 "sample",
                 "--length",
@@ -50,6 +55,7 @@ def main() -> None:
                 "--repeats",
                 str(args.repeats),
             )
+            peers.setdefault(batch, []).append(r)
 
     from audiolm_jax.lm.transformer import Transformer, TransformerConfig
     from audiolm_jax.sampling import sample_tokens
@@ -68,58 +74,68 @@ def main() -> None:
     )
     bandwidth = copy_bandwidth()
     print(f"memory copy bandwidth {bandwidth / 1e9:.1f} GB/s")
-    for dtype in ("float32", "bfloat16"):
-        c = dataclasses.replace(cfg, dtype=dtype)
-        p = jax.tree.map(lambda x: x.astype(dtype), params)
-        weight_bytes = sum(x.nbytes for x in jax.tree.leaves(p))
-        for batch in (1, 8) if dtype == "float32" else (1,):
+    cases = [("float32", 1), ("float32", 8), ("bfloat16", 1)]
+    runs: dict = {case: [] for case in cases}
+
+    def measure_jax() -> None:
+        for dtype, batch in cases:
+            c = dataclasses.replace(cfg, dtype=dtype)
+            p = jax.tree.map(lambda x, d=dtype: x.astype(d), params)
             prompt = jnp.ones((batch, 1), jnp.int32)
 
             def run(c=c, p=p, prompt=prompt):
                 out = sample_tokens(
-                    c,
-                    p,
-                    prompt,
-                    max_len=LENGTH + 1,
-                    rng=jax.random.key(0),
-                    temperature=1.0,
-                    top_k=0,
+                    c, p, prompt, max_len=LENGTH + 1, rng=jax.random.key(0), temperature=1.0
                 )
                 out.block_until_ready()
 
-            t, times = median_time(run, args.repeats, warmup=1)
-            # Per step: every weight once, plus the keys and values cached so far (on average
-            # half the cache), in the compute dtype.
-            kv = 2 * c.num_layers * batch * c.d_model * (LENGTH / 2) * jnp.dtype(dtype).itemsize
-            achieved = (weight_bytes + kv) * LENGTH / t
-            row = {
-                "what": f"LM sampling, 6 x 512, {LENGTH} tokens, batch {batch}, {dtype}",
-                "jax_s": t,
-                "jax_tokens_per_s": batch * LENGTH / t,
-                "jax_runs_s": times,
-                "bytes_per_s": achieved,
-                "copy_bandwidth_bytes_per_s": bandwidth,
-                "fraction_of_bandwidth": achieved / bandwidth,
-            }
-            if batch in peers and dtype == "float32":
-                pr = peers[batch]
-                row.update(
-                    peer_s=pr["median_run_s"],
-                    peer_tokens_per_s=pr["tokens_per_s"],
-                    speedup_vs_peer=(batch * LENGTH / t) / pr["tokens_per_s"],
-                    peer_notes=pr.get("notes"),
-                )
-            report("lm_sample", row)
-            print(
-                f"batch {batch} {dtype}: jax {row['jax_tokens_per_s']:.0f} tok/s, "
-                f"{achieved / 1e9:.1f} GB/s = {100 * achieved / bandwidth:.0f}% of copy bandwidth"
-                + (
-                    f", audiolm-pytorch {row['peer_tokens_per_s']:.0f} tok/s -> "
-                    f"{row['speedup_vs_peer']:.1f}x"
-                    if "peer_tokens_per_s" in row
-                    else ""
-                )
+            runs[(dtype, batch)] += median_time(run, args.repeats, warmup=1)[1]
+
+    # JAX before and after the peer, pooled: a machine that drifts during the run (it does
+    # here, by up to 1.4x) biases neither side.
+    measure_jax()
+    if not args.no_peer:
+        measure_peers()
+        measure_jax()
+    for dtype, batch in cases:
+        times = runs[(dtype, batch)]
+        t = float(np.median(times))
+        weight_bytes = sum(x.size for x in jax.tree.leaves(params)) * jnp.dtype(dtype).itemsize
+        # Per step: every weight once, plus the keys and values cached so far (on average
+        # half the cache), in the compute dtype.
+        kv = 2 * cfg.num_layers * batch * cfg.d_model * (LENGTH / 2) * jnp.dtype(dtype).itemsize
+        achieved = (weight_bytes + kv) * LENGTH / t
+        row = {
+            "what": f"LM sampling, 6 x 512, {LENGTH} tokens, batch {batch}, {dtype}",
+            "jax_s": t,
+            "jax_tokens_per_s": batch * LENGTH / t,
+            "jax_runs_s": times,
+            "bytes_per_s": achieved,
+            "copy_bandwidth_bytes_per_s": bandwidth,
+            "fraction_of_bandwidth": achieved / bandwidth,
+        }
+        if batch in peers and dtype == "float32":
+            peer_runs = [x for r in peers[batch] for x in r["run_times_s"]]
+            peer_s = float(np.median(peer_runs))
+            peer_tps = batch * peers[batch][0]["generated_length"] / peer_s
+            row.update(
+                peer_s=peer_s,
+                peer_runs_s=peer_runs,
+                peer_tokens_per_s=peer_tps,
+                speedup_vs_peer=row["jax_tokens_per_s"] / peer_tps,
+                peer_notes=peers[batch][0].get("notes"),
             )
+        report("lm_sample", row)
+        print(
+            f"batch {batch} {dtype}: jax {row['jax_tokens_per_s']:.0f} tok/s, "
+            f"{achieved / 1e9:.1f} GB/s = {100 * achieved / bandwidth:.0f}% of copy bandwidth"
+            + (
+                f", audiolm-pytorch {row['peer_tokens_per_s']:.0f} tok/s -> "
+                f"{row['speedup_vs_peer']:.1f}x"
+                if "peer_tokens_per_s" in row
+                else ""
+            )
+        )
 
 
 if __name__ == "__main__":
