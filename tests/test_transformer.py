@@ -140,3 +140,31 @@ def test_einsum_attention_matches_jax_nn_with_bias_mask_and_blocks():
     g_ref = jax.grad(lambda q, b: jnp.sum(ref(q, b) ** 2), argnums=(0, 1))(q, bias)
     for a, b in zip(g_ours, g_ref):
         np.testing.assert_allclose(a, b, atol=2e-5)
+
+
+@pytest.mark.parametrize(
+    "name, vocab, seq_len",
+    [
+        ("semantic_tpu", 1028, 768),
+        ("coarse_tpu", 5124, 2304),
+        ("fine_tpu", 12292, 1920),
+        ("piano_semantic_tpu", 1028, 768),
+        ("piano_coarse_tpu", 50180, 1792),
+    ],
+)
+def test_stage_tpu_configs_are_paper_size_and_plan_without_a_cache(name, vocab, seq_len):
+    """Each stage at paper size (12 x 1024, 16 heads) on a token cache; the layout's longest
+    training sequence fits its context; --dry_run's shape-only build needs no cache."""
+    from audiolm_jax import tasks
+    from audiolm_jax.layouts import TokenLayout
+
+    config = load_config(name)
+    cfg = TransformerConfig.from_config(config.lm)
+    assert (cfg.num_layers, cfg.d_model, cfg.num_heads, cfg.d_ff) == (12, 1024, 16, 4096)
+    assert cfg.vocab_size == vocab and config.data.seq_len == seq_len
+    stage = config.data.stage
+    layout = TokenLayout.preset("piano" if name.startswith("piano") else "paper")
+    assert layout.max_length(stage) - 1 <= seq_len
+    model, source, _ = tasks.build(config, shapes_only=True)
+    assert next(source)["inputs"].shape == (256, seq_len)
+    assert model.cfg == cfg
