@@ -172,3 +172,12 @@ def test_quickstart_goes_from_audio_to_audio_and_generate_reuses_it(tmp_path):
     pipe = load_pipeline(str(tmp_path / "pipeline"))
     assert pipe.layout.coarse_levels == 2 and pipe.fine is not None
     assert pipe.semantic_runs_per_second > 0
+
+
+def test_generate_without_a_pipeline_says_where_it_looked(tmp_path):
+    out = _launch("--mode=generate", f"--pipeline={tmp_path / 'none'}", "--seconds=1")
+    assert out.returncode == 2
+    assert f"no pipeline at {tmp_path / 'none'}" in out.stderr
+    (tmp_path / "empty").mkdir()
+    out = _launch("--mode=generate", f"--pipeline={tmp_path / 'empty'}", "--seconds=1")
+    assert out.returncode == 2 and "no semantic stage" in out.stderr
