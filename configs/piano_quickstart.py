@@ -21,15 +21,16 @@ def get_config():
     c.corpus_source = "piano"
     c.piano = ml_collections.ConfigDict(dict(pieces=240, seconds=8.0))
     codec = piano_soundstream_tiny.get_config()
-    codec.train.update(steps=300, eval_every=150, checkpoint_every=150)
     parts = c.parts.to_dict()
     parts["codec"] = codec
     parts["tokenizer"]["data"].update(source="folder", path="", eval_every=10)
     parts["corpus"]["corpus"].update(name="piano_corpus", eval_speaker_count=60)
     parts["semantic"] = piano_semantic_tiny.get_config()
     parts["coarse"] = piano_coarse_tiny.get_config()
-    for stage in ("semantic", "coarse"):
-        parts[stage].train.update(steps=400, eval_every=200, checkpoint_every=200)
+    # The semantic stage overfits past ~200 steps (held-out 3.38 nats at 200, 4.03 at 400);
+    # the coarse stage still improves at 1000.
+    parts["semantic"].train.update(steps=200, eval_every=100, checkpoint_every=100)
+    parts["coarse"].train.update(steps=1000, eval_every=250, checkpoint_every=500)
     del parts["fine"]
     c.parts = ml_collections.ConfigDict(parts)
     c.generate = ml_collections.ConfigDict(dict(prompt_seconds=3.0, seconds=4.0))
