@@ -136,18 +136,22 @@ def main(argv: list[str]) -> int:
     if FLAGS.dry_run:
         from audiolm_jax.workflows import run_dry_run
 
-        try:
-            summary = run_dry_run(config, workdir, devices=FLAGS.devices, target=FLAGS.target)
-        except (RuntimeError, ValueError) as e:
-            print(f"launch.py: {e}", file=sys.stderr)
-            return 2
-    else:
-        options = {name: getattr(FLAGS, name) for name in MODE_FLAGS.get(mode, ())}
-        try:
-            summary = MODES[mode](config, workdir, **options)
-        except (ValueError, FileNotFoundError) as e:
-            print(f"launch.py: {e}", file=sys.stderr)
-            return 2
+        return _report(
+            lambda: run_dry_run(config, workdir, devices=FLAGS.devices, target=FLAGS.target),
+            (RuntimeError, ValueError),
+        )
+    options = {name: getattr(FLAGS, name) for name in MODE_FLAGS.get(mode, ())}
+    return _report(lambda: MODES[mode](config, workdir, **options), (ValueError, FileNotFoundError))
+
+
+def _report(work, errors: tuple[type[Exception], ...]) -> int:
+    """Runs `work()` and prints its summary as JSON (exit 0), or the message of one of
+    `errors` on stderr (exit 2): bad input gets a sentence, not a traceback."""
+    try:
+        summary = work()
+    except errors as e:
+        print(f"launch.py: {e}", file=sys.stderr)
+        return 2
     print(json.dumps(summary, indent=2, default=str))
     return 0
 
@@ -162,24 +166,21 @@ def _import() -> int:
         return 2
     workdir = FLAGS.workdir or os.path.join("runs", kind)
     _setup_logging(workdir)
-    try:
-        summary = import_to_workdir(kind, FLAGS.checkpoint, workdir)
-    except (CheckpointImportError, ValueError, FileNotFoundError, FileExistsError) as e:
-        print(f"launch.py: {e}", file=sys.stderr)
-        return 2
-    print(json.dumps(summary, indent=2, default=str))
-    return 0
+    return _report(
+        lambda: import_to_workdir(kind, FLAGS.checkpoint, workdir),
+        (CheckpointImportError, ValueError, FileNotFoundError, FileExistsError),
+    )
 
 
 def _generate() -> int:
-    """--mode=generate: audio from a trained pipeline (no --config)."""
-    from audiolm_jax.sampling.pipeline import PipelineMismatchError
+    """--mode=generate: audio from a trained pipeline (no --config). A pipeline whose parts
+    disagree raises PipelineMismatchError, a ValueError."""
     from audiolm_jax.workflows import run_generate
 
     pipeline = FLAGS.pipeline or FLAGS.workdir or os.path.join("runs", "quickstart", "pipeline")
     _setup_logging(os.path.dirname(os.path.abspath(FLAGS.out)))
-    try:
-        summary = run_generate(
+    return _report(
+        lambda: run_generate(
             pipeline,
             out=FLAGS.out,
             seconds=FLAGS.seconds,
@@ -187,12 +188,9 @@ def _generate() -> int:
             prompt_seconds=FLAGS.prompt_seconds,
             seed=FLAGS.seed,
             batch=FLAGS.batch,
-        )
-    except (PipelineMismatchError, ValueError, FileNotFoundError) as e:
-        print(f"launch.py: {e}", file=sys.stderr)
-        return 2
-    print(json.dumps(summary, indent=2, default=str))
-    return 0
+        ),
+        (ValueError, FileNotFoundError),
+    )
 
 
 def run() -> None:

@@ -118,8 +118,11 @@ def audio_sources(config: Any, sample_rate: int) -> tuple[DataSource, DataSource
     return sources[0], sources[1]
 
 
-def build_soundstream(config: Any) -> tuple[Model, DataSource, DataSource]:
-    """The SoundStream codec GAN on clips of audio."""
+def build_soundstream(
+    config: Any, shapes_only: bool = False
+) -> tuple[Model, DataSource, DataSource]:
+    """The SoundStream codec GAN on clips of audio (shapes_only changes nothing: the clips are
+    read from local files, which a dry run has)."""
     from audiolm_jax.codec.model import SoundStream
 
     model = SoundStream.from_config(config)
@@ -133,15 +136,15 @@ def build_soundstream(config: Any) -> tuple[Model, DataSource, DataSource]:
     return (model, *audio_sources(config, model.cfg.sample_rate))
 
 
-def build_w2v_bert(config: Any) -> tuple[Model, DataSource, DataSource]:
-    """w2v-BERT pretraining on clips of audio."""
+def build_w2v_bert(config: Any, shapes_only: bool = False) -> tuple[Model, DataSource, DataSource]:
+    """w2v-BERT pretraining on clips of audio (shapes_only: as for build_soundstream)."""
     from audiolm_jax.semantic.w2v_bert import W2VBert
 
     model = W2VBert.from_config(config)
     return (model, *audio_sources(config, model.cfg.sample_rate))
 
 
-TASKS: dict[str, Callable[[Any], tuple[Model, DataSource, DataSource]]] = {
+TASKS: dict[str, Callable[[Any, bool], tuple[Model, DataSource, DataSource]]] = {
     "lm": build_lm,
     "soundstream": build_soundstream,
     "w2v_bert": build_w2v_bert,
@@ -153,6 +156,4 @@ def build(config: Any, shapes_only: bool = False) -> tuple[Model, DataSource, Da
     stage LM reading a token cache gets zero batches of its shapes instead of the cache."""
     if config.model not in TASKS:
         raise ValueError(f"config.model={config.model!r} is not one of {sorted(TASKS)}")
-    if config.model == "lm":
-        return build_lm(config, shapes_only)
-    return TASKS[config.model](config)
+    return TASKS[config.model](config, shapes_only)

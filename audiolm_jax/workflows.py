@@ -250,6 +250,7 @@ def _quickstart_stage(config: Any, workdir: str, stage: str, cache_dir: str) -> 
 
 def _quickstart_generate(config: Any, workdir: str, tokens: dict) -> dict:
     """Writes <workdir>/pipeline/pipeline.json, then continues a held-out prompt with it."""
+    from audiolm_jax import dsp
     from audiolm_jax.data.tfds_builders import load_examples
 
     pipe_dir = os.path.join(workdir, "pipeline")
@@ -267,8 +268,6 @@ def _quickstart_generate(config: Any, workdir: str, tokens: dict) -> dict:
         key=lambda ex: len(ex["audio"]),
     )
     prompt_file = os.path.join(workdir, "generated", "prompt.wav")
-    from audiolm_jax import dsp
-
     dsp.write_audio(prompt_file, held_out["audio"], rate)
     summary = run_generate(
         pipe_dir,

@@ -165,20 +165,33 @@ def _impl(cfg: TransformerConfig) -> str:
     return cfg.attention_impl or ("einsum" if jax.default_backend() == "cpu" else "xla")
 
 
-def attend(cfg: TransformerConfig, q, k, v, bias, mask, causal: bool = True):
+def kv_head_major(cfg: TransformerConfig) -> bool:
+    """Whether the KV cache is kept head-major [b, h, L, d]: on the einsum path, the layout its
+    batched matmuls read, so no decoding step transposes the whole cache (at batch 8 that
+    transpose cost more than the matmuls); jax.nn's kernels read [b, L, h, d]."""
+    return _impl(cfg) == "einsum"
+
+
+def attend(
+    cfg: TransformerConfig, q, k, v, bias, mask, causal: bool = True, head_major_kv: bool = False
+):
     """Dispatches on `attention_impl`: our einsum form on CPU, `jax.nn.dot_product_attention`
     (XLA, or cuDNN's fused kernel when "cudnn") elsewhere.
 
-    `causal=False` is the decode path: `mask` [1|b, 1, q, k] then says which cached keys each
-    query sees.
+    `causal=False`: `mask` [1|b, 1, q, k] says which keys each query sees (bidirectional
+    encoders, and decoding over a KV cache). head_major_kv (einsum only): k, v come as
+    [b, h, L, d], the decode cache's layout where `kv_head_major(cfg)`.
     """
     impl = _impl(cfg)
     if impl == "einsum":
         if causal:
             return einsum_attention(q, k, v, bias, mask)
-        qt, kt, vt = (jnp.swapaxes(t, 1, 2) for t in (q, k, v))
-        qt = qt * jnp.asarray(q.shape[-1] ** -0.5, q.dtype)
-        return jnp.swapaxes(_softmax_attention(qt, kt, vt, bias, mask), 1, 2)
+        if not head_major_kv:
+            k, v = jnp.swapaxes(k, 1, 2), jnp.swapaxes(v, 1, 2)
+        qt = jnp.swapaxes(q, 1, 2) * jnp.asarray(q.shape[-1] ** -0.5, q.dtype)
+        return jnp.swapaxes(_softmax_attention(qt, k, v, bias, mask), 1, 2)
+    if head_major_kv:
+        raise ValueError("head-major keys/values are only read by the einsum attention")
     if impl not in ("xla", "cudnn"):
         raise ValueError(f"lm.attention_impl must be einsum, xla or cudnn, got {impl!r}")
     return jax.nn.dot_product_attention(
@@ -217,17 +230,10 @@ class Block(nn.Module):
             q, k = apply_rope(q, positions), apply_rope(k, positions)
         if self.decode_len:
             # Write this chunk's keys/values at its absolute position, attend over the cache.
-            # The einsum path keeps the cache head-major [b, h, L, d], the layout its batched
-            # matmuls read, so no step transposes the whole cache (at batch 8 that transpose
-            # cost more than the matmuls); jax.nn's kernels read [b, L, h, d].
             start = positions[0, 0]
-            impl = _impl(cfg)
-            head_major = impl == "einsum"
-            shape = (
-                (x.shape[0], h, self.decode_len, d)
-                if head_major
-                else (x.shape[0], self.decode_len, h, d)
-            )
+            head_major = kv_head_major(cfg)
+            b, n = x.shape[0], self.decode_len
+            shape = (b, h, n, d) if head_major else (b, n, h, d)
             at = (0, 0, start, 0) if head_major else (0, start, 0, 0)
             for name, new in (("cached_key", k), ("cached_value", v)):
                 new = jnp.swapaxes(new, 1, 2) if head_major else new
@@ -237,11 +243,7 @@ class Block(nn.Module):
                 self.get_variable("cache", "cached_key"),
                 self.get_variable("cache", "cached_value"),
             )
-            if head_major:
-                qt = jnp.swapaxes(q, 1, 2) * jnp.asarray(q.shape[-1] ** -0.5, q.dtype)
-                a = jnp.swapaxes(_softmax_attention(qt, k, v, bias, mask), 1, 2)
-            else:
-                a = attend(cfg, q, k, v, bias, mask, causal=False)
+            a = attend(cfg, q, k, v, bias, mask, causal=False, head_major_kv=head_major)
         else:
             a = attend(cfg, q, k, v, bias, mask)
         a = constrain(a, ("batch", "length", "heads", "kv"))

@@ -37,6 +37,7 @@ No TensorFlow is imported on this path (`load_pipeline` reads checkpoints with O
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import logging
 import os
@@ -631,25 +632,17 @@ def _stage_nll(stage: Stage, rows: list[tuple[np.ndarray, np.ndarray]]) -> tuple
     for i, (t, m) in enumerate(rows):
         t, m = t[:n], m[:n]
         tokens[i, : t.size], mask[i, : m.size] = t, m
-    nll = _score_fn(stage.cfg)(stage.params, jnp.asarray(tokens), jnp.asarray(mask))
+    nll = _score_rows(stage.cfg, stage.params, jnp.asarray(tokens), jnp.asarray(mask))
     return float(jnp.sum(nll)), int(mask[:, 1:].sum())
 
 
-_SCORERS: dict[TransformerConfig, Any] = {}
-
-
-def _score_fn(cfg: TransformerConfig):
-    if cfg not in _SCORERS:
-
-        @jax.jit
-        def fn(params, tokens, mask):
-            logits = Transformer(cfg).apply({"params": params}, tokens[:, :-1])
-            logp = jax.nn.log_softmax(logits, axis=-1)
-            nll = -jnp.take_along_axis(logp, tokens[:, 1:, None], axis=-1)[..., 0]
-            return jnp.sum(nll * mask[:, 1:], axis=1)
-
-        _SCORERS[cfg] = fn
-    return _SCORERS[cfg]
+@functools.partial(jax.jit, static_argnums=0)
+def _score_rows(cfg: TransformerConfig, params: Any, tokens: jax.Array, mask: jax.Array):
+    """Per-row summed NLL of tokens[:, 1:] given the tokens before, weighted by mask[:, 1:]."""
+    logits = Transformer(cfg).apply({"params": params}, tokens[:, :-1])
+    logp = jax.nn.log_softmax(logits, axis=-1)
+    nll = -jnp.take_along_axis(logp, tokens[:, 1:, None], axis=-1)[..., 0]
+    return jnp.sum(nll * mask[:, 1:], axis=1)
 
 
 def score(pipe: Pipeline, wav: Any, *, sample_rate: int | None = None) -> dict[str, dict]:
