@@ -45,6 +45,11 @@ flags.DEFINE_string(
     None,
     '--dry_run: compile for this TPU topology, e.g. v5e:4x4 (needs pip install -e ".[tpu_aot]")',
 )
+flags.DEFINE_string(
+    "profile_steps",
+    None,
+    'trace N steps after the first ("5") or steps A..B ("10:15") into <workdir>/tensorboard',
+)
 flags.DEFINE_string("input", None, "--mode=reconstruct / build_dataset: a folder of audio files")
 flags.DEFINE_integer("levels", None, "--mode=reconstruct: RVQ levels to use (default all)")
 flags.DEFINE_string(
@@ -73,7 +78,10 @@ _OVERRIDES: list[tuple[str, str]] = []
 def _setup_logging(workdir: str) -> None:
     import jax
 
-    os.makedirs(workdir, exist_ok=True)
+    from audiolm_jax.train.files import local_log_dir
+
+    logdir = local_log_dir(workdir)  # a bucket workdir: this worker's log stays on local disk
+    os.makedirs(logdir, exist_ok=True)
     # Orbax and JAX log every save step at INFO through absl; keep their warnings only.
     from absl import logging as absl_logging
 
@@ -87,7 +95,7 @@ def _setup_logging(workdir: str) -> None:
     stderr = logging.StreamHandler(sys.stderr)
     stderr.setLevel(logging.INFO if pid == 0 else logging.WARNING)
     name = "log.txt" if pid == 0 else f"log.process{pid}.txt"
-    for handler in (stderr, logging.FileHandler(os.path.join(workdir, name))):
+    for handler in (stderr, logging.FileHandler(os.path.join(logdir, name))):
         handler.setFormatter(fmt)
         logger.addHandler(handler)
 
@@ -113,6 +121,8 @@ def main(argv: list[str]) -> int:
         config = config_lib.load_config(FLAGS.config)
         for key, value in _OVERRIDES:
             config_lib.apply_override(config, key, value)
+        if FLAGS.profile_steps and "train" in config:
+            config.train.profile_steps = FLAGS.profile_steps
     except (ValueError, KeyError, FileNotFoundError) as e:
         msg = e.args[0] if isinstance(e, KeyError) else str(e)
         print(f"launch.py: {msg}", file=sys.stderr)

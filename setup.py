@@ -37,7 +37,26 @@ setup(
     extras_require={
         # torch + transformers build the reference models the importers are parity-tested
         # against (random weights, CPU). .ci/run installs torch==2.13.0, a CPU build, first.
-        "test": ["pytest", "pytest-xdist", "hypothesis", "ruff", "torch", "transformers"],
+        "test": [
+            "pytest",
+            "pytest-xdist",
+            "hypothesis",
+            "ruff",
+            "torch",
+            "transformers",
+            # audiolm_jax.eval's metrics (the eval tests run them on real speech).
+            "pystoi",
+            "visqol-python",
+            "speechmos",
+            "onnxruntime",
+            "pocketsphinx",
+        ],
+        # Offline metrics of audiolm_jax.eval: STOI, ViSQOL, DNSMOS (models in the wheels) and
+        # pocketsphinx's English model for word error rates.
+        "eval": ["pystoi", "visqol-python", "speechmos", "onnxruntime", "pocketsphinx"],
+        # JAX for the accelerator the job runs on (tpu/setup.sh installs one of these).
+        "tpu": ["jax[tpu]"],
+        "gpu": ["jax[cuda12]"],
         # Ahead-of-time TPU compiles on a CPU host for `--dry_run --target=v5e:4x4`.
         "tpu_aot": ["libtpu==0.0.42.*"],
         # Quality metrics of benchmarks/bench_codec_quality.py (and Debian's opus-tools).

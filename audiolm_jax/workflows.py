@@ -7,6 +7,8 @@ import logging
 import os
 from typing import Any
 
+from audiolm_jax.train import files
+
 log = logging.getLogger("audiolm_jax")
 
 
@@ -31,8 +33,7 @@ def _train(config: Any, workdir: str):
         "eval": result.eval_metrics,
     }
     if _primary():
-        with open(os.path.join(workdir, "summary.json"), "w") as f:
-            json.dump(summary, f, indent=2)
+        files.write_json(workdir, "summary.json", summary)
     return summary, result, model, eval_source
 
 
@@ -109,8 +110,7 @@ def run_quickstart(config: Any, workdir: str) -> dict:
         g["sample_seconds"],
         g["pipeline"],
     )
-    with open(os.path.join(workdir, "quickstart.json"), "w") as f:
-        json.dump(out, f, indent=2)
+    files.write_json(workdir, "quickstart.json", out)
     return out
 
 
@@ -347,8 +347,7 @@ def run_reconstruct(
         summary["kbps"],
         len(bad),
     )
-    with open(os.path.join(workdir, "reconstruct.json"), "w") as f:
-        json.dump(summary, f, indent=2)
+    files.write_json(workdir, "reconstruct.json", summary)
     return summary
 
 
@@ -405,8 +404,7 @@ def run_build_dataset(config: Any, workdir: str, *, input: str | None = None) ->
         config.corpus.name,
         overwrite=bool(config.corpus.get("overwrite", False)),
     )
-    with open(os.path.join(workdir, "build_dataset.json"), "w") as f:
-        json.dump(summary, f, indent=2, default=str)
+    files.write_json(workdir, "build_dataset.json", summary)
     return summary
 
 
@@ -455,8 +453,7 @@ def run_tokenize(config: Any, workdir: str) -> dict:
             batch_size=int(t.batch_size),
         )
     if jax.process_index() == 0:
-        with open(os.path.join(workdir, "tokenize.json"), "w") as f:
-            json.dump(out, f, indent=2, default=str)
+        files.write_json(workdir, "tokenize.json", out)
     return out
 
 
@@ -465,12 +462,14 @@ def run_dry_run(
 ) -> dict:
     """Per-device memory and FLOPs of `config`'s train step, without training (dry_run.py)."""
     from audiolm_jax import tasks
-    from audiolm_jax.train.dry_run import dry_run
+    from audiolm_jax.train.dry_run import dry_run, local_attention
 
+    swapped = local_attention(config, target)
     model, train_source, _ = tasks.build(config, shapes_only=True)
     report = dry_run(config, model, train_source, devices=devices, target=target)
-    with open(os.path.join(workdir, "dry_run.json"), "w") as f:
-        json.dump(report, f, indent=2, default=str)
+    if swapped:
+        report["attention_compiled_as"] = swapped
+    files.write_json(workdir, "dry_run.json", report)
     return report
 
 

@@ -49,11 +49,11 @@ def main() -> None:
     args = parser.parse_args()
 
     import jax
-    from visqol import VisqolApi
 
     from audiolm_jax import codec, dsp, tasks
     from audiolm_jax.config import load_config
     from audiolm_jax.data import audio
+    from audiolm_jax.eval import metrics
     from audiolm_jax.train.trainer import train
 
     config = load_config("soundstream_tiny")
@@ -81,8 +81,6 @@ def main() -> None:
     else:
         del clips["conversation_16k (real speech)"]
 
-    api = VisqolApi()
-    api.create(mode="speech", use_lattice_model=False)
     rows = {}
     for name, waves in clips.items():
         scores = {"ours": [], "opus": []}
@@ -90,16 +88,12 @@ def main() -> None:
             ours = np.asarray(codec.decode(c, codec.encode(c, wav)))[0, : len(wav)]
             opus = opus_roundtrip(wav, c.sample_rate, kbps)
             for key, y in (("ours", ours), ("opus", opus)):
-                x1, y1 = wav[None], y[None].astype(np.float32)
+                y = y.astype(np.float32)
                 scores[key].append(
                     {
-                        "mel_distance": float(dsp.mel_distance(x1, y1, c.sample_rate)[0]),
-                        "si_sdr": float(dsp.si_sdr(x1, y1)[0]),
-                        "visqol": float(
-                            api.measure_from_arrays(
-                                wav.astype(np.float64), y.astype(np.float64), c.sample_rate
-                            ).moslqo
-                        ),
+                        "mel_distance": metrics.mel_distance(wav, y, c.sample_rate),
+                        "si_sdr": metrics.si_sdr(wav, y),
+                        "visqol": metrics.visqol(wav, y, c.sample_rate),
                     }
                 )
         rows[name] = {

@@ -277,6 +277,36 @@ def cache_stage(
 
 
 # Context (data.seq_len) per stage at paper size, a multiple of 128 at or above the layout's
+# The slices the pod configs are sized for, as `--dry_run --target` names them. The *_tpu
+# meshes fix fsdp/tensor and fill `data` with the chips left over, so one config runs on a
+# v5e-64 (64 chips, "v5e:8x8"), a v4-32 (16 chips) or a v5p slice alike; the slow tests compile
+# each *_tpu config ahead of time for POD_TARGET. The *_gpu configs are one 8 x H100 node.
+POD_TARGET = "v5e:8x8"
+GPU_TARGET = "h100:8"
+
+
+def for_pod(c: ml_collections.ConfigDict, *, fsdp: int = 1, slices: int = 1) -> None:
+    """Sizes `c` for a TPU slice: `fsdp` chips share each parameter shard, the rest of the
+    slice is data parallel; `slices` > 1 joins slices over the data-centre network (multi-slice:
+    the data axis spans them). Attention stays XLA's (Pallas needs lm.position=rope)."""
+    c.mesh.update(data=-1, fsdp=fsdp, tensor=1, slices=slices)
+    c.target = POD_TARGET
+
+
+def for_gpu_node(
+    c: ml_collections.ConfigDict, *, fsdp: int = 8, grad_accum: int = 1, section: str = "lm"
+) -> None:
+    """Sizes `c` for one node of 8 GPUs (NVLink): parameters and optimizer state sharded over
+    the node, cuDNN's fused attention, and `grad_accum` micro-batches to keep the paper's global
+    batch within 80 GB. More nodes: --config.mesh.slices=NODES (the data axis spans nodes)."""
+    c.mesh.update(data=-1, fsdp=fsdp, tensor=1, slices=1)
+    if section in c and "attention_impl" in c[section]:
+        c[section].attention_impl = "cudnn"
+    c.train.grad_accum = grad_accum
+    c.target = GPU_TARGET
+    c.name = c.name.replace("_tpu", "_gpu")
+
+
 # longest training sequence less one (layouts.TokenLayout.max_length): semantic 30 s = 750 ids
 # + BOS/EOS; coarse 250 ids + 500 frames x 4 levels + 3; fine 150 frames x 12 levels + 2.
 PAPER_SEQ_LEN = {"semantic": 768, "coarse": 2304, "fine": 1920}
@@ -319,6 +349,7 @@ def stage_lm(
         keep_checkpoints=3,
     )
     c.name = f"{stage}_tpu" if layout_preset == "paper" else f"{layout_preset}_{stage}_tpu"
+    for_pod(c, fsdp=8)
     return c
 
 
@@ -397,7 +428,9 @@ def get_base_config() -> ml_collections.ConfigDict:
     )
     # Parallelism (audiolm_jax/train/sharding.py): mesh axis sizes, -1 = the devices left over,
     # and the logical-axis -> mesh-axis rules. Changing parallelism is an edit here.
-    c.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, tensor=1))
+    # `slices`: how many TPU slices / GPU nodes the data axis spans (sharding.make_mesh).
+    c.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, tensor=1, slices=1))
+    c.target = ""  # the slice or node this config is sized for (for_pod / for_gpu_node)
     c.sharding = ml_collections.ConfigDict(
         dict(
             rules=[
@@ -431,6 +464,10 @@ def get_base_config() -> ml_collections.ConfigDict:
             async_checkpoints=True,
             grad_accum=1,
             log_batch_hashes=False,
+            # A profiler trace for TensorBoard: N steps after the first, or A:B (--profile_steps).
+            profile_steps="",
+            # MFU's denominator for chips audiolm_jax.train.perf does not know (0: look it up).
+            peak_flops_per_device=0.0,
         )
     )
     return c

@@ -2,9 +2,10 @@
 levels x 1024 codes = 6 kbps (AudioLM, arXiv:2209.03143 sec. 4; ../shared/PAPER.md).
 
 python launch.py --config=soundstream_tpu --config.data.source=folder --config.data.path=DIR
-python launch.py --config=soundstream_tpu --dry_run --target=v5e:4x4
+python launch.py --config=soundstream_tpu --dry_run --target=v5e:8x8
 
-Pure data parallelism (the codec is ~8M parameters); batch 128 x 1 s clips, bf16 compute.
+Pure data parallelism (the codec is ~8M parameters) over every chip of the slice (sized for a
+v5e-64; any slice whose chip count divides the batch); batch 128 x 1 s clips, bf16 compute.
 """
 
 import ml_collections
@@ -26,4 +27,5 @@ def get_config() -> ml_collections.ConfigDict:
     c.optimizers = ml_collections.ConfigDict(dict(discriminator=dict(lr=3e-4)))
     c.loss.update(adversarial_start=2000)
     c.train.update(steps=500_000, log_every=100, eval_every=5000, checkpoint_every=5000)
+    base.for_pod(c, fsdp=1)
     return c

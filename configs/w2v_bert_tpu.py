@@ -3,7 +3,7 @@
 1024-entry Gumbel codebook; about 0.6B parameters.
 
     python launch.py --config=w2v_bert_tpu --config.data.source=folder --config.data.path=DIR
-    python launch.py --config=w2v_bert_tpu --dry_run --target=v5e:4x4
+    python launch.py --config=w2v_bert_tpu --dry_run --target=v5e:8x8
     python launch.py --config=w2v_bert_tpu --mode=fit_kmeans --workdir=SAME_WORKDIR
 
 Batch 256 x 10 s crops (250 frames each), bf16 compute with fp32 params, FSDP over the
@@ -21,7 +21,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.update(base.w2v_bert())
     c.w2v_bert.update(dtype="bfloat16", remat="dots_no_batch")
     c.data.update(batch_size=256, clip_seconds=10.0)
-    c.mesh.update(data=-1, fsdp=8, tensor=1)
+    base.for_pod(c, fsdp=8)
     # wav2vec 2.0 / w2v-BERT pretraining: Adam, warm-up then decay, clipping (Chung et al. 2021).
     c.optimizer.update(lr=2e-4, warmup_steps=25_000, end_lr_ratio=0.05, weight_decay=0.01)
     c.train.update(

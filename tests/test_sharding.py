@@ -138,17 +138,12 @@ def test_two_process_job_equals_one_process(tmp_path):
     """2 processes x 1 CPU device (gloo) == 1 process x 2 devices: same loss and parameters."""
     import jax
     import numpy as np
-    from multihost import run_job
+    from multihost import TINY_LM_FLAGS, run_job
 
     args = [
         sys.executable,
         str(REPO / "launch.py"),
-        "--config=semantic_tiny",
-        "--config.lm.num_layers=1",
-        "--config.lm.d_model=64",
-        "--config.lm.d_ff=128",
-        "--config.data.batch_size=4",
-        "--config.data.seq_len=32",
+        *TINY_LM_FLAGS,
         "--config.train.steps=4",
         "--config.train.log_every=2",
         "--config.train.eval_every=4",

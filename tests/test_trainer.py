@@ -95,3 +95,43 @@ def test_gradient_accumulation_matches_one_big_batch():
     # EMA state updates once per micro-batch, so the centres differ slightly; the gradients of
     # the squared error do not, to first order.
     assert outs[0] == pytest.approx(outs[1], rel=0.05)
+
+
+def test_mfu_is_logged_and_profile_steps_write_a_trace(tmp_path):
+    """A stage LM logs model FLOPs utilisation against the per-device peak (here an override,
+    as for a chip the table lacks) to TensorBoard, and --profile_steps=2 writes a trace."""
+    import glob
+
+    from audiolm_jax import tasks
+    from audiolm_jax.config import apply_override, load_config
+    from audiolm_jax.train.perf import parse_profile_steps, peak_flops_per_device
+    from audiolm_jax.train.summary import read_scalars
+
+    config = load_config("semantic_tiny")
+    for k, v in {
+        "lm.num_layers": "1",
+        "data.batch_size": "4",
+        "data.seq_len": "64",
+        "train.steps": "8",
+        "train.log_every": "4",
+        "train.eval_every": "0",
+        "train.profile_steps": "2",
+        "train.peak_flops_per_device": "1e12",
+    }.items():
+        apply_override(config, k, v)
+    model, source, _ = tasks.build(config)
+    train(config, str(tmp_path), model, source)
+    events = glob.glob(str(tmp_path / "tensorboard" / "events.out.tfevents.*"))
+    scalars = [s for e in events for s in read_scalars(e)]
+    mfu = [v for step, tag, v in scalars if tag == "mfu"]
+    tflops = [v for step, tag, v in scalars if tag == "model_tflops_per_s"]
+    assert len(mfu) == 2 and 0 < mfu[-1] < 1
+    assert mfu[-1] == pytest.approx(tflops[-1] / 1.0, rel=1e-5)  # 1 TFLOP/s peak, 1 device
+    assert glob.glob(str(tmp_path / "tensorboard" / "plugins" / "profile" / "*" / "*.xplane.pb"))
+    # Peaks by device kind; "N" traces N steps from two after the first, "A:B" a range.
+    assert peak_flops_per_device("TPU v5 lite") == 197e12
+    assert peak_flops_per_device("NVIDIA H100 80GB HBM3") == 989e12
+    assert peak_flops_per_device("cpu") is None
+    assert parse_profile_steps("3", 0) == (2, 4) and parse_profile_steps("10:12", 0) == (10, 12)
+    with pytest.raises(ValueError, match="profile_steps"):
+        parse_profile_steps("x", 0)

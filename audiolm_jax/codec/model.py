@@ -162,7 +162,8 @@ class SoundStream(Model):
 
             def d_loss():
                 recon, _ = self.generate(gparams, qstate, wav, n_q)
-                return discs.hinge_d_loss(disc(wav), disc(jax.lax.stop_gradient(recon)))
+                d = discs.hinge_d_loss(disc(wav), disc(jax.lax.stop_gradient(recon)))
+                return d.astype(jnp.float32)  # bf16 discriminators: losses stay fp32
 
             loss = jax.lax.cond(adversarial, d_loss, lambda: jnp.zeros(()))
             return loss, (model_state, {"d_loss": loss})
@@ -173,7 +174,9 @@ class SoundStream(Model):
 
         def adv_terms():
             real, fake = disc(wav), disc(recon)
-            return discs.hinge_g_loss(fake), discs.feature_matching(real, fake)
+            # fp32 like the zero branch, whatever the discriminators compute in (bf16 on pods).
+            f32 = lambda x: x.astype(jnp.float32)
+            return f32(discs.hinge_g_loss(fake)), f32(discs.feature_matching(real, fake))
 
         zero = jnp.zeros(())
         g_adv, feat = jax.lax.cond(adversarial, adv_terms, lambda: (zero, zero))

@@ -49,9 +49,9 @@ class TransformerConfig:
     scan_layers: bool = True
     remat: str = "none"  # none | full | dots | dots_no_batch
     dtype: str = "float32"  # compute dtype; params are always fp32
-    attention_impl: str | None = (
-        None  # None: "einsum" on CPU, else XLA's | "xla" | "cudnn" | "einsum"
-    )
+    # None: "einsum" on CPU, else XLA's | "xla" | "cudnn" | "einsum" | "pallas" (TPU flash
+    # attention kernel; takes no additive bias, so it needs position="rope")
+    attention_impl: str | None = None
     tie_embeddings: bool = False
 
     @property
@@ -176,7 +176,9 @@ def attend(
     cfg: TransformerConfig, q, k, v, bias, mask, causal: bool = True, head_major_kv: bool = False
 ):
     """Dispatches on `attention_impl`: our einsum form on CPU, `jax.nn.dot_product_attention`
-    (XLA, or cuDNN's fused kernel when "cudnn") elsewhere.
+    (XLA, or cuDNN's fused kernel when "cudnn") elsewhere, the Pallas TPU flash kernel for
+    causal training passes when "pallas" (then `mask` is the [b, L] segment ids, see
+    `pallas_attention`; other calls fall back to XLA's attention).
 
     `causal=False`: `mask` [1|b, 1, q, k] says which keys each query sees (bidirectional
     encoders, and decoding over a KV cache). head_major_kv (einsum only): k, v come as
@@ -192,11 +194,47 @@ def attend(
         return jnp.swapaxes(_softmax_attention(qt, k, v, bias, mask), 1, 2)
     if head_major_kv:
         raise ValueError("head-major keys/values are only read by the einsum attention")
+    if impl == "pallas":
+        if causal and bias is None:
+            return pallas_attention(q, k, v, mask)
+        impl = "xla"
     if impl not in ("xla", "cudnn"):
-        raise ValueError(f"lm.attention_impl must be einsum, xla or cudnn, got {impl!r}")
+        raise ValueError(f"lm.attention_impl must be einsum, xla, cudnn or pallas, got {impl!r}")
     return jax.nn.dot_product_attention(
         q, k, v, bias=bias, mask=mask, is_causal=causal, implementation=impl
     )
+
+
+def pallas_attention(q, k, v, segment_ids=None):
+    """Causal flash attention with the Pallas TPU kernel (jax.experimental.pallas.ops.tpu),
+    q/k/v [b, L, h, d] -> [b, L, h, d]; packed examples stay apart by `segment_ids` [b, L].
+
+    A pallas_call is not split by XLA's sharding propagation, so under a mesh it runs per
+    shard inside `shard_map`: batch and heads split as the logical rules say; the sequence
+    must not be (each shard sees whole sequences).
+    """
+    from jax.experimental.pallas.ops.tpu import flash_attention as fa
+
+    scale = q.shape[-1] ** -0.5
+
+    def kernel(q, k, v, seg=None):
+        qt, kt, vt = (jnp.swapaxes(t, 1, 2) for t in (q, k, v))
+        ids = None if seg is None else fa.SegmentIds(q=seg, kv=seg)
+        out = fa.flash_attention(qt, kt, vt, segment_ids=ids, causal=True, sm_scale=scale)
+        return jnp.swapaxes(out, 1, 2)
+
+    args = (q, k, v) if segment_ids is None else (q, k, v, segment_ids.astype(jnp.int32))
+    mesh = jax.sharding.get_abstract_mesh()
+    if mesh.empty:
+        return kernel(*args)
+    spec = nn.logical_to_mesh_axes(("batch", "length", "heads", "kv"))
+    if spec[1] is not None:
+        raise ValueError(
+            "lm.attention_impl=pallas needs whole sequences per device; the sharding rules "
+            f"split `length` over {spec[1]!r}"
+        )
+    specs = (spec,) * 3 + ((jax.sharding.PartitionSpec(spec[0], None),) if len(args) == 4 else ())
+    return jax.shard_map(kernel, mesh=mesh, in_specs=specs, out_specs=spec, check_vma=False)(*args)
 
 
 def attention_mask(segment_ids: jax.Array | None) -> jax.Array | None:
@@ -310,6 +348,13 @@ class Transformer(nn.Module):
             raise ValueError(f"lm.position must be 't5' or 'rope', got {cfg.position!r}")
         if self.decode_len:
             mask = (k_idx[None, :] <= q_idx[:, None])[None, None]  # cached keys up to each query
+        elif _impl(cfg) == "pallas":
+            if bias is not None:
+                raise ValueError(
+                    "lm.attention_impl=pallas: the flash kernel takes no additive bias; set "
+                    "lm.position=rope (T5 relative bias is the default)"
+                )
+            mask = segment_ids  # the kernel keeps packed examples apart by their ids
         else:
             mask = attention_mask(segment_ids)
 
@@ -387,15 +432,18 @@ def activation_bytes(cfg: TransformerConfig, batch: int, seq_len: int) -> float:
     Per token and layer without remat: the layer input and two norm outputs, q/k/v and the
     attention output, fp32 scores and probabilities over the context, the FFN's pre- and
     post-GELU hidden, in the compute dtype; `full` remat keeps only each layer's input, `dots*`
-    policies keep the matmul outputs. Plus fp32 logits and their gradient.
+    policies keep the matmul outputs. Fused attention (cuDNN, Pallas) keeps no scores, only
+    its softmax statistics. Plus fp32 logits and their gradient.
     """
     e, h, d, f = cfg.d_model, cfg.num_heads, cfg.kv_dim, cfg.d_ff
     size = cfg.compute_dtype.itemsize
+    fused = cfg.attention_impl in ("cudnn", "pallas")
+    scores = 4 * 2 * h * (2 if fused else seq_len)  # fp32 per head: 2 stats, or 2 L-rows
     per_token = {
-        "none": size * (3 * e + 4 * h * d + 2 * f) + 4 * 2 * h * seq_len,
+        "none": size * (3 * e + 4 * h * d + 2 * f) + scores,
         "full": size * e,
-        "dots": size * (e + 4 * h * d + 2 * f) + 4 * h * seq_len,
-        "dots_no_batch": size * (e + 4 * h * d + 2 * f) + 4 * h * seq_len,
+        "dots": size * (e + 4 * h * d + 2 * f) + scores // 2,
+        "dots_no_batch": size * (e + 4 * h * d + 2 * f) + scores // 2,
     }[cfg.remat]
     tokens = batch * seq_len
     return tokens * (cfg.num_layers * per_token + 2 * 4 * cfg.padded_vocab)

@@ -15,13 +15,14 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-import shutil
 import time
 from typing import Any
 
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+
+from audiolm_jax.train import files
 
 log = logging.getLogger("audiolm_jax")
 
@@ -131,9 +132,9 @@ class Checkpointer:
     def __init__(
         self, workdir: str, *, keep: int, async_save: bool = True, iterator_source: Any = None
     ):
-        self.workdir = os.path.abspath(workdir)
+        self.workdir = workdir if files.is_remote(workdir) else os.path.abspath(workdir)
         self._iterator_source = iterator_source
-        self.directory = os.path.join(self.workdir, "checkpoints")
+        self.directory = files.join(self.workdir, "checkpoints")
         self._options = ocp.CheckpointManagerOptions(
             max_to_keep=keep,
             save_interval_steps=1,
@@ -182,13 +183,13 @@ class Checkpointer:
         self.manager.wait_until_finished()
 
     def _step_dir(self, step: int) -> str:
-        return os.path.join(self.directory, str(step))
+        return files.join(self.directory, str(step))
 
     def _set_aside(self, step: int) -> str:
-        dest_root = os.path.join(self.workdir, "unreadable_checkpoints")
-        os.makedirs(dest_root, exist_ok=True)
-        dest = os.path.join(dest_root, f"{step}-{time.strftime('%Y%m%d-%H%M%S')}")
-        shutil.move(self._step_dir(step), dest)
+        dest_root = files.join(self.workdir, "unreadable_checkpoints")
+        files.makedirs(dest_root)
+        dest = files.join(dest_root, f"{step}-{time.strftime('%Y%m%d-%H%M%S')}")
+        files.move(self._step_dir(step), dest)
         self.manager.close()
         self._open()
         return dest
@@ -288,8 +289,10 @@ def read_checkpoint(workdir: str, step: int | None = None) -> tuple[int, Any, di
     a tree of arrays (dicts) on this process's first device, whatever layout it was saved from,
     and the meta (its `config` is the training config). Newest step unless `step` is given.
     Read-only: nothing in the workdir is moved or written."""
-    directory = os.path.join(os.path.abspath(workdir), "checkpoints")
-    if not os.path.isdir(directory):
+    directory = files.join(
+        workdir if files.is_remote(workdir) else os.path.abspath(workdir), "checkpoints"
+    )
+    if not files.isdir(directory):
         raise FileNotFoundError(f"{workdir} holds no checkpoints (no {directory})")
     manager = ocp.CheckpointManager(
         directory,

@@ -11,6 +11,8 @@ Targets:
 - `target="h100:8"` (h100, h200, a100): N GPUs, bytes and activations estimated from shapes;
 - `target="v5e:4x4"` (any TPU topology name): abstract TPU devices from libtpu
   (`pip install -e ".[tpu_aot]"`); compiles the real step for that TPU ahead of time on this CPU.
+  `target="2xv5e:4x4"`: two such slices joined by the data-centre network (multi-slice; the
+  config's mesh.slices must be 2).
 """
 
 from __future__ import annotations
@@ -52,13 +54,51 @@ def _gpu_target(target: str | None) -> tuple[str, int] | None:
     return None
 
 
+# Attention kernels that compile only for their own hardware (lm/transformer.py `attend`).
+_KERNEL_PLATFORMS = {"cudnn": "gpu", "pallas": "tpu"}
+
+
+def local_attention(config: Any, target: str | None) -> dict:
+    """A GPU config (cuDNN attention) or a TPU one (Pallas) planned on this host's CPU: their
+    kernels do not exist here, so shapes are traced and compiled with the default attention
+    (same shapes and memory plan to within the attention workspace). Edits `config` in place
+    and returns {field: "was -> now"} for the report; nothing when the target has the kernel.
+    """
+    if target and not _gpu_target(target):
+        platform = "tpu"  # an ahead-of-time TPU compile: Pallas kernels lower, cuDNN does not
+    else:  # traced (and compiled, without a GPU target) for this host's devices
+        platform = jax.devices()[0].platform
+    swapped = {}
+    for section in ("lm", "w2v_bert"):
+        sub = config.get(section)
+        impl = sub.get("attention_impl") if sub is not None else None
+        if impl in _KERNEL_PLATFORMS and _KERNEL_PLATFORMS[impl] != platform:
+            with config.unlocked() if hasattr(config, "unlocked") else contextlib.nullcontext():
+                sub.attention_impl = None
+            swapped[f"{section}.attention_impl"] = f"{impl} -> default for {platform}"
+            log.info(
+                "%s.attention_impl=%s has no %s kernel; planning with the default attention.",
+                section,
+                impl,
+                platform,
+            )
+    return swapped
+
+
 def _tpu_devices(target: str):
+    """Compile-only devices of a TPU topology: "v5e:8x8", or "2xv5e:8x8" for two slices."""
     try:
         from jax.experimental import topologies
     except ImportError as e:  # pragma: no cover - old jax
         raise RuntimeError(f"--target needs jax.experimental.topologies: {e}") from None
+    slices, name = 1, target
+    head, sep, rest = target.partition("x")
+    if sep and head.isdigit():
+        slices, name = int(head), rest
     try:
-        topo = topologies.get_topology_desc(platform="tpu", topology_name=target)
+        topo = topologies.get_topology_desc(
+            platform="tpu", topology_name=name, **({"num_slices": slices} if slices > 1 else {})
+        )
     except Exception as e:
         raise RuntimeError(
             f"--target={target}: could not describe this TPU topology ({type(e).__name__}: "
@@ -85,6 +125,12 @@ def dry_run(
         where = f"{devices or count} x {name.upper()} (estimate from shapes, no compile)"
     elif target:
         compile_devices = _tpu_devices(target)
+        slices = len({getattr(d, "slice_index", 0) for d in compile_devices})
+        if slices != sharding.num_slices(mesh_cfg):
+            raise ValueError(
+                f"--target={target} has {slices} slice(s) but config.mesh.slices is "
+                f"{sharding.num_slices(mesh_cfg)}; set --config.mesh.slices={slices}"
+            )
         mesh = sharding.make_mesh(mesh_cfg, compile_devices)
         where = f"TPU {target} ({len(compile_devices)} chips)"
     elif devices and devices != jax.device_count():
@@ -131,7 +177,9 @@ def dry_run(
     if act is not None:
         rows = next(iter(abstract_batch.values())).shape[0]
         batch_shards = rows // batch_sh.shard_shape((rows,))[0]
-        report["per_device_bytes"]["activations_estimate"] = int(act / batch_shards)
+        # With gradient accumulation only one micro-batch's activations are alive at a time.
+        accum = int(tcfg.get("grad_accum", 1))
+        report["per_device_bytes"]["activations_estimate"] = int(act / batch_shards / accum)
     if compile_devices is not None:
         t0 = time.time()
         step = jax.jit(

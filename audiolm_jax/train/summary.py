@@ -45,9 +45,11 @@ class EventWriter:
     """Appends scalar summaries to `logdir/events.out.tfevents.*`; TensorBoard reads them."""
 
     def __init__(self, logdir: str):
-        os.makedirs(logdir, exist_ok=True)
+        from audiolm_jax.train import files
+
+        files.makedirs(logdir)
         name = f"events.out.tfevents.{int(time.time())}.{socket.gethostname()}.{os.getpid()}"
-        self._f = open(os.path.join(logdir, name), "ab")
+        self._f = files.open_file(f"{logdir}/{name}", "ab")
         self._write(event_pb2.Event(wall_time=time.time(), file_version="brain.Event:2"))
 
     def _write(self, event: event_pb2.Event) -> None:

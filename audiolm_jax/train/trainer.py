@@ -29,7 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from audiolm_jax.train import sharding
+from audiolm_jax.train import files, perf, sharding
 from audiolm_jax.train.checkpoint import Checkpointer
 from audiolm_jax.train.interface import Batch, DataSource, Model
 from audiolm_jax.train.optim import make_optimizer
@@ -264,13 +264,31 @@ class TrainResult:
 
 
 class _Preemption:
-    """Turns SIGTERM into a flag the loop checks after each step (save, then stop)."""
+    """SIGTERM (a preemption notice) -> save the same step on every process, then stop.
+
+    One process: SIGTERM sets a flag the loop checks after each step. A multi-process job
+    (TPU pod, GPU nodes): JAX's preemption service, started by `jax.distributed.initialize`,
+    catches SIGTERM on any process and agrees through the coordinator on a step every process
+    reaches (`multihost_utils.reached_preemption_sync_point`, called after every step); all
+    save that step together. Our own handler would replace the service's, so none is set then.
+    """
 
     def __init__(self):
         self.requested = False
         self._previous = None
+        self._coordinated = False
 
     def __enter__(self):
+        from jax._src import distributed
+
+        if distributed.global_state.client is not None:
+            self._coordinated = distributed.global_state.preemption_sync_manager is not None
+            if not self._coordinated:
+                log.warning(
+                    "JAX's preemption service is off (jax_enable_preemption_service): a "
+                    "SIGTERM will stop this job without a coordinated checkpoint."
+                )
+            return self
         try:
             self._previous = signal.signal(signal.SIGTERM, self._handle)
         except ValueError:  # not the main thread: no handler, no preemption support
@@ -280,6 +298,16 @@ class _Preemption:
     def _handle(self, signum, frame):
         log.warning("SIGTERM received: saving a checkpoint after this step, then stopping.")
         self.requested = True
+
+    def should_stop(self, step: int) -> bool:
+        """Called after every step with the step count; True when this step must be saved."""
+        if self._coordinated:
+            from jax.experimental import multihost_utils
+
+            if multihost_utils.reached_preemption_sync_point(step):
+                log.warning("Preemption notice: every process saves step %d, then stops.", step)
+                self.requested = True
+        return self.requested
 
     def __exit__(self, *exc):
         if self._previous is not None:
@@ -340,7 +368,7 @@ def train(
 
 def _train(config, workdir, model, train_source, eval_source, mesh, rules) -> TrainResult:
     tcfg = config.train
-    os.makedirs(workdir, exist_ok=True)
+    files.makedirs(workdir)
     total = int(tcfg.steps)
     txs, schedules = make_optimizers(config, model.groups, total)
     sample = _peek(train_source)
@@ -392,7 +420,9 @@ def _train(config, workdir, model, train_source, eval_source, mesh, rules) -> Tr
     writer = EventWriter(os.path.join(workdir, "tensorboard")) if primary else NullWriter()
     suffix = "" if primary else f".process{jax.process_index()}"
     hash_file = (
-        os.path.join(workdir, f"batch_hashes{suffix}.txt") if tcfg.get("log_batch_hashes") else None
+        os.path.join(files.local_log_dir(workdir), f"batch_hashes{suffix}.txt")
+        if tcfg.get("log_batch_hashes")
+        else None
     )
     meta = config_meta(config)
 
@@ -414,6 +444,19 @@ def _train(config, workdir, model, train_source, eval_source, mesh, rules) -> Tr
     history, last_metrics, last_eval = [], {}, {}
     t_log, steps_since, tokens = time.time(), 0, model.tokens(sample)
     flops = model.flops_per_step(sample)
+    peak = perf.peak_flops_per_device(
+        jax.local_devices()[0].device_kind, tcfg.get("peak_flops_per_device")
+    )
+    if flops and peak:
+        log.info(
+            "MFU is logged against %.3g TFLOP/s per device (%s).",
+            peak / 1e12,
+            jax.local_devices()[0].device_kind,
+        )
+    profiler = perf.Profiler(
+        perf.parse_profile_steps(tcfg.get("profile_steps"), step),
+        os.path.join(workdir, "tensorboard"),
+    )
     stopped = "finished"
     eval_start = eval_source.get_state() if eval_source is not None else None
     with _Preemption() as preempt:
@@ -424,15 +467,17 @@ def _train(config, workdir, model, train_source, eval_source, mesh, rules) -> Tr
                     with open(hash_file, "a") as f:
                         f.write(f"{step + 1} {batch_digest(batch)}\n")
                 t0 = time.time()
+                profiler.before(step + 1)
                 state, metrics = step_fn(state, sharding.global_batch(batch, batch_sh))
                 step += 1
+                profiler.after(step, metrics)
                 history.append(metrics)
                 steps_since += 1
                 if step == 1 or (resumed_from is not None and step == resumed_from + 1):
                     jax.block_until_ready(metrics)
                     log.info("First step compiled and ran in %.1f s.", time.time() - t0)
                     t_log, steps_since, history = time.time(), 0, []
-                if preempt.requested:
+                if preempt.should_stop(step):
                     save(state, wait=True)
                     stopped = "preempted"
                     log.info("Saved step %d after SIGTERM; exiting cleanly.", step)
@@ -445,15 +490,18 @@ def _train(config, workdir, model, train_source, eval_source, mesh, rules) -> Tr
                         speed = {"tokens_per_s": tokens / dt, "step_time_ms": 1e3 * dt}
                         if flops:
                             speed["model_tflops_per_s"] = flops / dt / 1e12
+                        if flops and peak:
+                            speed["mfu"] = perf.mfu(flops, dt, peak, jax.local_device_count())
                         writer.scalars(step, {**last_metrics, **speed})
                         log.info(
-                            "step %d/%d %s | %s | %s tok/s | %.1f ms/step | eta %s",
+                            "step %d/%d %s | %s | %s tok/s | %.1f ms/step%s | eta %s",
                             step,
                             total,
                             progress_bar(step, total),
                             _format(last_metrics),
                             f"{speed['tokens_per_s']:,.0f}",
                             speed["step_time_ms"],
+                            f" | MFU {100 * speed['mfu']:.1f}%" if "mfu" in speed else "",
                             format_duration(dt * (total - step)),
                         )
                     history, t_log, steps_since = [], time.time(), 0
@@ -471,6 +519,7 @@ def _train(config, workdir, model, train_source, eval_source, mesh, rules) -> Tr
                 if step % int(tcfg.checkpoint_every) == 0 or step == total:
                     save(state)
         finally:
+            profiler.stop()
             writer.close()
             ckpt.close()
     if stopped == "finished" and not last_eval and eval_source is not None and tcfg.eval_every:
