@@ -545,8 +545,88 @@ def run_generate(
     return summary
 
 
+def run_eval(config: Any, workdir: str) -> dict:
+    """The evaluation report of the pipeline (or codec) trained in `workdir`: writes
+    `<workdir>/eval/report.json` and `report.html` (audiolm_jax/eval/evaluate.py).
+
+    Finds `<workdir>/pipeline` (the quickstart's), else a pipeline.json or stage folders in
+    `workdir` itself (sampling.pipeline.load_pipeline), else a codec checkpoint in `workdir`
+    (codec-only report). `config.eval` sets the sections and their sizes."""
+    from audiolm_jax import codec as codec_lib
+    from audiolm_jax.eval.corpus import ACCENT_VOICES, write_labelled_corpus
+    from audiolm_jax.eval.evaluate import evaluate
+    from audiolm_jax.sampling.pipeline import PIPELINE_FILE, load_pipeline
+
+    ecfg = config.get("eval") or {}
+    out_dir = os.path.join(workdir, "eval")
+    candidates = [ecfg.get("pipeline")] if ecfg.get("pipeline") else []
+    candidates += [os.path.join(workdir, "pipeline"), workdir]
+    pipe, pipe_dir = None, None
+    for c in candidates:
+        if os.path.isfile(os.path.join(c, PIPELINE_FILE)) or os.path.isdir(
+            os.path.join(c, "semantic")
+        ):
+            pipe, pipe_dir = load_pipeline(c), c
+            break
+    codec = None
+    if pipe is None:
+        if not os.path.isdir(os.path.join(workdir, "checkpoints")):
+            raise FileNotFoundError(
+                f"nothing to evaluate in {workdir}: no pipeline ({PIPELINE_FILE} or stage "
+                "folders, e.g. the quickstart's pipeline/) and no codec checkpoint"
+            )
+        codec = codec_lib.load(workdir)
+    workdirs = {}
+    if pipe_dir is not None:
+        spec = os.path.join(pipe_dir, PIPELINE_FILE)
+        if os.path.isfile(spec):
+            with open(spec) as f:
+                workdirs = {k: os.path.join(pipe_dir, v) for k, v in json.load(f).items() if v}
+        workdirs.update({n: s.workdir for n, s in pipe.stages.items() if s.workdir})
+    else:
+        workdirs = {"codec": workdir}
+    voices = ACCENT_VOICES[: int(ecfg.get("voices", 0)) or None]
+    entries = write_labelled_corpus(
+        os.path.join(out_dir, "corpus"), voices=voices, per_voice=int(ecfg.get("per_voice", 2))
+    )
+    sections = [s.strip() for s in str(ecfg.get("sections", "")).split(",") if s.strip()]
+    words = [w.strip() for w in str(ecfg.get("abx_words", "")).split(",") if w.strip()]
+    report = evaluate(
+        out_dir,
+        pipe=pipe,
+        codec=codec,
+        entries=entries,
+        workdirs=workdirs,
+        prompt_seconds=float(ecfg.get("prompt_seconds", 2.0)),
+        continuation_seconds=float(ecfg.get("continuation_seconds", 2.0)),
+        lexical_dir=ecfg.get("lexical_dir") or None,
+        abx_words=words or None,
+        sections=sections or ("codec", "continuation", "abx", "lexical", "validation_loss"),
+        seed=int(config.get("seed", 0)),
+        title=f"audiolm-jax evaluation: {workdir}",
+    )
+    sec = report["sections"]
+    summary = {
+        "report": os.path.join(out_dir, "report.json"),
+        "html": os.path.join(out_dir, "report.html"),
+        "clips": len(entries),
+        "sections": sorted(sec),
+        "eval_seconds": report["eval_seconds"],
+    }
+    for name in ("codec", "continuation"):
+        for by, g in sec.get(name, {}).get("groups", {}).items():
+            summary[f"{name}_spread_by_{by}"] = {
+                m: {k: v[k] for k in ("best", "worst", "spread")} for m, v in g["metrics"].items()
+            }
+    for name, key in (("abx", "error_rate"), ("lexical", "accuracy")):
+        if name in sec:
+            summary[f"{name}_{key}"] = sec[name][key]
+    return summary
+
+
 MODES = {
     "train": run_train,
+    "eval": run_eval,
     "quickstart": run_quickstart,
     "reconstruct": run_reconstruct,
     "fit_kmeans": run_fit_kmeans,

@@ -453,6 +453,19 @@ def get_base_config() -> ml_collections.ConfigDict:
             ]
         )
     )
+    # launch.py --mode=eval (audiolm_jax/workflows.py run_eval; audiolm_jax/eval/evaluate.py).
+    c.eval = ml_collections.ConfigDict(
+        dict(
+            pipeline="",  # default: <workdir>/pipeline, else <workdir>
+            sections="codec,continuation,abx,lexical,validation_loss",
+            voices=0,  # the first N of eval.corpus.ACCENT_VOICES (0: all 9)
+            per_voice=2,  # sentences per voice
+            prompt_seconds=2.0,
+            continuation_seconds=2.0,
+            lexical_dir="",  # a ZeroSpeech-format folder; default: flite word/pseudo-word pairs
+            abx_words="",  # comma-separated words; default: semantic.abx.WORDS
+        )
+    )
     c.train = ml_collections.ConfigDict(
         dict(
             steps=1000,

@@ -11,7 +11,8 @@
 5. a continuation of a held-out utterance: <workdir>/generated/continuation.wav + .png, and
    <workdir>/pipeline/ for `load_pipeline` and `launch.py --mode=generate`.
 
-Each part's config is under `parts` (`--config.parts.codec.train.steps=100` overrides one).
+Afterwards `python launch.py --config=quickstart --mode=eval` writes its evaluation report,
+<workdir>/eval/report.html. Each part's config is under `parts` (`--config.parts.codec.train.steps=100` overrides one).
 """
 
 import ml_collections
@@ -48,4 +49,6 @@ def get_config():
     # The continuation: the first prompt_seconds of the longest held-out utterance, then
     # `seconds` of new audio.
     c.generate = ml_collections.ConfigDict(dict(prompt_seconds=1.5, seconds=4.0))
+    # --mode=eval on the quickstart's workdir: the report of its tiny pipeline.
+    c.eval = base.get_base_config().eval
     return c

@@ -36,6 +36,51 @@ def tiny_tokenizer_workdirs(root: str, source: str = "test") -> tuple[str, str]:
     return codec_dir, sem_dir
 
 
+# A layout for the tiny tokenizers above with short crops, so that 3-5 s of output already runs
+# past every stage's training context.
+TINY_PIPELINE_LAYOUT = dict(
+    semantic_vocab=64,
+    acoustic_levels=4,
+    coarse_levels=2,
+    codebook_size=64,
+    semantic_crop_seconds=2.0,
+    coarse_crop_seconds=1.0,
+    fine_chunk_seconds=0.5,
+)
+
+
+def tiny_stage(name: str, seed: int, layout):
+    """An untrained 2-layer, d 32 stage LM sized for `layout`."""
+    import flax.linen as nn
+
+    from audiolm_jax.lm.transformer import Transformer, TransformerConfig
+    from audiolm_jax.sampling.pipeline import Stage
+
+    cfg = TransformerConfig(
+        vocab_size=layout.vocab_size(name), num_layers=2, num_heads=2, d_model=32, d_ff=64,
+        dropout=0.0,
+    )  # fmt: skip
+    ids = jnp.zeros((1, 8), jnp.int32)
+    params = nn.unbox(Transformer(cfg).init(jax.random.key(seed), ids)["params"])
+    return Stage(name, cfg, params, layout.max_length(name))
+
+
+def tiny_pipeline(root: str):
+    """An untrained three-stage Pipeline over the untrained tiny tokenizers: plumbing only."""
+    from audiolm_jax import codec, layouts, semantic
+    from audiolm_jax.sampling.pipeline import Pipeline
+
+    layout = layouts.TokenLayout(**TINY_PIPELINE_LAYOUT)
+    codec_dir, sem_dir = tiny_tokenizer_workdirs(root)
+    return Pipeline(
+        codec.load(codec_dir),
+        semantic.load(sem_dir),
+        layout,
+        *(tiny_stage(n, i, layout) for i, n in enumerate(("semantic", "coarse", "fine"))),
+        semantic_runs_per_second=10.0,
+    )
+
+
 def fill_encodec_codebooks(model, wav: np.ndarray, seed: int) -> None:
     """Each level's codebook = mean + std * N(0, 1) of the residual it sees on `wav` (seeded,
     per dimension), so the codes spread over many values."""

@@ -7,63 +7,32 @@ here is the plumbing; learning is checked by the quickstart and the piano test (
 
 import dataclasses
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from reference_models import tiny_tokenizer_workdirs
+from reference_models import TINY_PIPELINE_LAYOUT, tiny_pipeline, tiny_stage
 
-from audiolm_jax import codec, layouts, semantic
-from audiolm_jax.lm.transformer import Transformer, TransformerConfig
+from audiolm_jax import layouts
+from audiolm_jax.lm.transformer import Transformer
 from audiolm_jax.sampling import sample_tokens
 from audiolm_jax.sampling.pipeline import (
-    Pipeline,
     PipelineMismatchError,
-    Stage,
     sample,
     score,
     tokenize_prompt,
 )
 
-# Short crops so that 3-5 s of output already runs past every stage's training context.
-LAYOUT = layouts.TokenLayout(
-    semantic_vocab=64,
-    acoustic_levels=4,
-    coarse_levels=2,
-    codebook_size=64,
-    semantic_crop_seconds=2.0,
-    coarse_crop_seconds=1.0,
-    fine_chunk_seconds=0.5,
-)
+LAYOUT = layouts.TokenLayout(**TINY_PIPELINE_LAYOUT)
 
 
 def _stage(name, seed, layout=LAYOUT):
-    cfg = TransformerConfig(
-        vocab_size=layout.vocab_size(name),
-        num_layers=2,
-        num_heads=2,
-        d_model=32,
-        d_ff=64,
-        dropout=0.0,
-    )
-    ids = jnp.zeros((1, 8), jnp.int32)
-    params = nn.unbox(Transformer(cfg).init(jax.random.key(seed), ids)["params"])
-    return Stage(name, cfg, params, layout.max_length(name))
+    return tiny_stage(name, seed, layout)
 
 
 @pytest.fixture(scope="module")
 def pipe(tmp_path_factory):
-    codec_dir, sem_dir = tiny_tokenizer_workdirs(str(tmp_path_factory.mktemp("tok")))
-    return Pipeline(
-        codec.load(codec_dir),
-        semantic.load(sem_dir),
-        LAYOUT,
-        _stage("semantic", 0),
-        _stage("coarse", 1),
-        _stage("fine", 2),
-        semantic_runs_per_second=10.0,
-    )
+    return tiny_pipeline(str(tmp_path_factory.mktemp("tok")))
 
 
 @pytest.fixture(scope="module")
@@ -159,6 +128,15 @@ def test_score_gives_per_stage_nll_of_every_modelled_token(pipe, prompt):
     for v in out.values():
         # Untrained stages: near the uniform cross-entropy over their vocabularies.
         assert 0 < v["nats_per_token"] < 10 and np.isfinite(v["nll"])
+    # Per-level losses: coarse scores its two levels and EOS, fine its two fine levels; the
+    # token-weighted mean of the parts is the stage's mean.
+    assert set(out["semantic"]["per_level"]) == {"semantic"}
+    assert set(out["coarse"]["per_level"]) == {"level_0", "level_1", "eos"}
+    assert set(out["fine"]["per_level"]) == {"level_2", "level_3"}
+    fine_levels = out["fine"]["per_level"]
+    assert np.mean(list(fine_levels.values())) == pytest.approx(
+        out["fine"]["nats_per_token"], rel=1e-5
+    )  # equal counts per fine level
 
 
 def test_mismatched_parts_are_refused_by_name(pipe):

@@ -623,26 +623,52 @@ def sample(
 # ---- score ---------------------------------------------------------------------------------
 
 
-def _stage_nll(stage: Stage, rows: list[tuple[np.ndarray, np.ndarray]]) -> tuple[float, int]:
+def token_groups(layout: layouts.TokenLayout, stage: str, targets: np.ndarray) -> np.ndarray:
+    """What each target token is, for per-level losses: "semantic", "eos", "level_<q>" (the
+    RVQ level that owns an acoustic id), "special" otherwise."""
+    t = np.asarray(targets)
+    out = np.full(t.shape, "special", dtype=object)
+    out[t == layouts.EOS] = "eos"
+    k_s = layout.semantic_vocab
+    if stage in ("semantic", "coarse"):
+        out[(t >= layouts.NUM_SPECIALS) & (t < layouts.NUM_SPECIALS + k_s)] = "semantic"
+    if stage != "semantic":
+        base = layout.acoustic_offset(stage, 0)
+        acoustic = t >= base
+        levels = (t[acoustic] - base) // layout.codebook_size
+        out[acoustic] = np.char.add("level_", levels.astype(str)).astype(object)
+    return out
+
+
+def _stage_nll(
+    stage: Stage, rows: list[tuple[np.ndarray, np.ndarray]], layout: layouts.TokenLayout
+) -> tuple[float, int, dict[str, float]]:
     """Summed NLL (nats) of the loss-masked tokens of `rows` [(tokens, mask)], each cut to the
-    stage's context and padded to it (one compilation per stage)."""
+    stage's context and padded to it (one compilation per stage), its token count, and the
+    mean NLL per token group (`token_groups`: per RVQ level, semantic ids, EOS)."""
     n = stage.context
     tokens = np.zeros((len(rows), n), np.int32)
     mask = np.zeros((len(rows), n), np.float32)
     for i, (t, m) in enumerate(rows):
         t, m = t[:n], m[:n]
         tokens[i, : t.size], mask[i, : m.size] = t, m
-    nll = _score_rows(stage.cfg, stage.params, jnp.asarray(tokens), jnp.asarray(mask))
-    return float(jnp.sum(nll)), int(mask[:, 1:].sum())
+    nll = np.asarray(_score_rows(stage.cfg, stage.params, jnp.asarray(tokens), jnp.asarray(mask)))
+    weights = mask[:, 1:]
+    groups = token_groups(layout, stage.name, tokens[:, 1:])
+    per_group = {}
+    for g in sorted(set(groups[weights > 0].tolist())):
+        sel = (groups == g) & (weights > 0)
+        per_group[g] = float(nll[sel].sum() / sel.sum())
+    return float((nll * weights).sum()), int(weights.sum()), per_group
 
 
 @functools.partial(jax.jit, static_argnums=0)
 def _score_rows(cfg: TransformerConfig, params: Any, tokens: jax.Array, mask: jax.Array):
-    """Per-row summed NLL of tokens[:, 1:] given the tokens before, weighted by mask[:, 1:]."""
+    """NLL of each of tokens[:, 1:] given the tokens before, zero where mask[:, 1:] is."""
     logits = Transformer(cfg).apply({"params": params}, tokens[:, :-1])
     logp = jax.nn.log_softmax(logits, axis=-1)
     nll = -jnp.take_along_axis(logp, tokens[:, 1:, None], axis=-1)[..., 0]
-    return jnp.sum(nll * mask[:, 1:], axis=1)
+    return nll * mask[:, 1:]
 
 
 def score(pipe: Pipeline, wav: Any, *, sample_rate: int | None = None) -> dict[str, dict]:
@@ -652,7 +678,8 @@ def score(pipe: Pipeline, wav: Any, *, sample_rate: int | None = None) -> dict[s
     The audio is tokenized as `sample` tokenizes a prompt; each stage scores its training
     layout over consecutive windows of its context: semantic crops of the de-duplicated ids,
     coarse aligned crops of `coarse_crop_seconds` (EOS scored after the last), fine chunks.
-    Returns {stage: {"nll": nats, "tokens": scored tokens, "nats_per_token": nll / tokens}}.
+    Returns {stage: {"nll": nats, "tokens": scored tokens, "nats_per_token": nll / tokens,
+    "per_level": {"level_<q>" | "semantic" | "eos": mean nats per token of that kind}}}.
     """
     lay = pipe.layout
     ids, _, codes = tokenize_prompt(pipe, wav, sample_rate)
@@ -676,6 +703,11 @@ def score(pipe: Pipeline, wav: Any, *, sample_rate: int | None = None) -> dict[s
         rows["fine"] = list(zip(seq.tokens, seq.loss_mask))
     out = {}
     for name, stage in pipe.stages.items():
-        nll, n = _stage_nll(stage, rows[name])
-        out[name] = {"nll": nll, "tokens": n, "nats_per_token": nll / max(n, 1)}
+        nll, n, per_level = _stage_nll(stage, rows[name], lay)
+        out[name] = {
+            "nll": nll,
+            "tokens": n,
+            "nats_per_token": nll / max(n, 1),
+            "per_level": per_level,
+        }
     return out
