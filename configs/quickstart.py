@@ -12,7 +12,8 @@
    <workdir>/pipeline/ for `load_pipeline` and `launch.py --mode=generate`.
 
 Afterwards `python launch.py --config=quickstart --mode=eval` writes its evaluation report,
-<workdir>/eval/report.html. Each part's config is under `parts` (`--config.parts.codec.train.steps=100` overrides one).
+<workdir>/eval/report.html. Each part's config is under `parts`
+(`--config.parts.codec.train.steps=100` overrides one).
 """
 
 import ml_collections
