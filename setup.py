@@ -50,6 +50,8 @@ setup(
             "speechmos",
             "onnxruntime",
             "pocketsphinx",
+            # The eval HTML test reads Chromium's screenshots.
+            "pillow",
         ],
         # Offline metrics of audiolm_jax.eval: STOI, ViSQOL, DNSMOS (models in the wheels) and
         # pocketsphinx's English model for word error rates.

@@ -158,9 +158,16 @@ def _quickstart_tokenizer(config: Any, workdir: str) -> dict:
     summary, result, model, eval_source = _train(config, stage_dir)
     before, _ = evaluate_untrained(config, model, eval_source)
     start = {"index": 0}
-    config = config.copy_and_resolve_references()
-    config.semantic.overwrite = True
-    tok, km = fit_kmeans(config, stage_dir, model.cfg, result.state.params["model"])
+    km_dir = os.path.join(stage_dir, "kmeans")
+    if os.path.isfile(os.path.join(km_dir, "kmeans.json")):
+        # A rerun: the token cache and the stages were made with this k-means; keep it.
+        from audiolm_jax import kmeans
+
+        tok = semantic.load(stage_dir)
+        km = kmeans.load(km_dir)["meta"]["summary"]
+        log.info("Quickstart rerun: keeping the k-means in %s.", km_dir)
+    else:
+        tok, km = fit_kmeans(config, stage_dir, model.cfg, result.state.params["model"])
     eval_source.set_state(start)
     clips = np.asarray(next(eval_source)["wav"])
     ids = semantic.encode(tok, clips)  # compile

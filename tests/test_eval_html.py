@@ -259,8 +259,8 @@ def test_page_structure(built):
         lines = {p.get("data-series"): p for p in svg.iter(f"{SVG}path")}
         assert set(lines) == {"loss", "eval/loss"}
         assert lines["loss"].get("stroke") != lines["eval/loss"].get("stroke")
-        legend = [_text(g) for g in svg.iter(f"{SVG}g") if g.get("class") == "legend-item"]
-        assert legend == ["lossloss", "eval/losseval/loss"]  # shown name + <title>
+        legend = [g for g in svg.iter(f"{SVG}g") if g.get("class") == "legend-item"]
+        assert [_text(g.find(f"{SVG}text")) for g in legend] == ["loss", "eval/loss"]
         title = _text([t for t in svg.iter(f"{SVG}text") if t.get("class") == "title"][0])
         assert ("log scale" in title) == (stage == "coarse")
     coarse_eval = [p for p in _by_id(root, "curves-coarse").iter(f"{SVG}path")][1]

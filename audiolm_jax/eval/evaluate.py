@@ -48,6 +48,22 @@ def _pad(wav: np.ndarray, rate: int) -> np.ndarray:
     return np.pad(wav, (0, -len(wav) % unit))
 
 
+def _measure(row: dict, clip: str, **thunks: Callable[[], float]) -> None:
+    """row[name] = thunk() for each metric; a metric that cannot be computed on this output
+    (e.g. DNSMOS of a silent resynthesis from an untrained codec) is left out of the row, so
+    its group's mean and count say so, and logged with the reason."""
+    for name, thunk in thunks.items():
+        try:
+            value = float(thunk())
+        except ValueError as e:
+            log.warning("eval: %s of %s not measured: %s", name, clip, e)
+            continue
+        if np.isfinite(value):
+            row[name] = value
+        else:
+            log.warning("eval: %s of %s not measured: the metric returned %s", name, clip, value)
+
+
 def _grouped(rows: list[dict], by: Sequence[str]) -> dict:
     return {
         b: group_metrics(rows, b, directions=EXTRA_DIRECTIONS)
@@ -63,37 +79,58 @@ def codec_section(
     recognizer: Callable | None = None,
     spectrogram_dir: str | None = None,
     by: Sequence[str] = GROUP_BY,
+    resynthesize: Callable[[np.ndarray], np.ndarray] | None = None,
+    sample_rate: int | None = None,
+    description: str | None = None,
 ) -> dict:
-    """Resynthesis quality per clip of `entries` (write_labelled_corpus) through `codec`."""
+    """Resynthesis quality per clip of `entries` (write_labelled_corpus) through `codec`
+    (all its levels), or through any `resynthesize(wav) -> wav` at `sample_rate` (codec=None):
+    another codec, a baseline such as Opus, a deliberately degraded channel."""
     from audiolm_jax import codec as codec_lib
 
-    rate = codec.sample_rate
+    if resynthesize is None:
+        rate = codec.sample_rate
+
+        def resynthesize(x):
+            return np.asarray(codec_lib.decode(codec, codec_lib.encode(codec, x)))[0]
+
+        description = description or f"the codec ({codec.levels} RVQ levels)"
+    else:
+        rate = int(sample_rate or 16000)
+        description = description or "the given resynthesis"
     rows, pngs = [], []
     for i, e in enumerate(entries):
         wav, _ = dsp.read_audio(e["path"], rate)
         padded = _pad(wav, rate)
-        est = np.asarray(codec_lib.decode(codec, codec_lib.encode(codec, padded)))[0]
-        est_padded = est[: len(padded)]
+        est = np.asarray(resynthesize(padded), np.float32)
+        est_padded = np.pad(est, (0, max(0, len(padded) - len(est))))[: len(padded)]
         est = est_padded[: len(wav)]
         row = {k: e[k] for k in ("clip", "speaker", "accent", "language") if k in e}
-        row.update(
-            mel_distance=metrics.mel_distance(padded, est_padded, rate),
-            si_sdr=metrics.si_sdr(wav, est),
-            stoi=metrics.stoi(wav, est, rate),
-            visqol=metrics.visqol(wav, est, rate),
-            dnsmos_ovrl=metrics.dnsmos(est, rate)["dnsmos_ovrl"],
+        _measure(
+            row,
+            e["clip"],
+            mel_distance=lambda: metrics.mel_distance(padded, est_padded, rate),
+            si_sdr=lambda: metrics.si_sdr(wav, est),
+            stoi=lambda: metrics.stoi(wav, est, rate),
+            visqol=lambda: metrics.visqol(wav, est, rate),
+            dnsmos_ovrl=lambda: metrics.dnsmos(est, rate)["dnsmos_ovrl"],
         )
         if e.get("text"):
-            row["wer"] = metrics.wer(e["text"], asr.transcribe(est, rate, recognizer))
-            row["wer_original"] = metrics.wer(e["text"], asr.transcribe(wav, rate, recognizer))
+            text = e["text"]
+            _measure(
+                row,
+                e["clip"],
+                wer=lambda: metrics.wer(text, asr.transcribe(est, rate, recognizer)),
+                wer_original=lambda: metrics.wer(text, asr.transcribe(wav, rate, recognizer)),
+            )
         rows.append(row)
         if spectrogram_dir and i < 2:
             png = os.path.join(spectrogram_dir, f"codec_{e['clip']}.png")
             dsp.write_spectrogram_png(png, np.concatenate([wav, np.zeros(rate // 10), est]), rate)
             pngs.append({"title": f"{e['clip']}: original | resynthesis", "png": png})
     return {
-        "description": f"{len(rows)} clips through the codec ({codec.levels} RVQ levels); "
-        "wer_original is the recogniser on the original audio",
+        "description": f"{len(rows)} clips through {description}; wer_original is the "
+        "recogniser on the original audio",
         "rows": rows,
         "groups": _grouped(rows, by),
         "spectrograms": pngs,
@@ -126,8 +163,12 @@ def continuation_section(
         prompt = wav[: int(prompt_seconds * rate)]
         cont = np.asarray(sample(pipe, prompt, seconds=seconds, rng=jax.random.key(seed + i)))[0]
         row = {k: e[k] for k in ("clip", "speaker", "accent", "language") if k in e}
-        row["speaker_similarity"] = speaker.speaker_similarity(prompt, cont, rate)
-        row["dnsmos_ovrl"] = metrics.dnsmos(cont, rate)["dnsmos_ovrl"]
+        _measure(
+            row,
+            e["clip"],
+            speaker_similarity=lambda: speaker.speaker_similarity(prompt, cont, rate),
+            dnsmos_ovrl=lambda: metrics.dnsmos(cont, rate)["dnsmos_ovrl"],
+        )
         rows.append(row)
         if spectrogram_dir and i < 3:
             png = os.path.join(spectrogram_dir, f"continuation_{e['clip']}.png")
@@ -150,8 +191,15 @@ def abx_section(tokenizer: Any, work_dir: str, words: Sequence[str] | None = Non
 
     items = abx.synthesize_words(list(words or abx.WORDS), work_dir)
     r = abx.tokenizer_abx(tokenizer, items, abx.read_items(items))
-    return {"error_rate": float(r["across"]), "within_voice": float(r["within"]),
-            "chance": 0.5, "words": len(set(it["word"] for it in items))}  # fmt: skip
+    return {
+        # abx_error reports percentages; the report keeps fractions like its other rates.
+        "error_rate": float(r["across"]["error"]) / 100,
+        "triplets": int(r["across"]["triplets"]),
+        "per_direction": {k: float(v) / 100 for k, v in r["across"]["per_direction"].items()},
+        "within_voice_error_rate": float(r["within"]["error"]) / 100,
+        "chance": 0.5,
+        "words": len({it["word"] for it in items}),
+    }
 
 
 def lexical_section(pipe: Any, folder: str | None, work_dir: str) -> dict:
