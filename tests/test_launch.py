@@ -173,6 +173,31 @@ def test_quickstart_goes_from_audio_to_audio_and_generate_reuses_it(tmp_path):
     assert pipe.layout.coarse_levels == 2 and pipe.fine is not None
     assert pipe.semantic_runs_per_second > 0
 
+    # Then the evaluation report of the trained pipeline, shortened: 5 voices (3 accents).
+    out = _launch(
+        "--config=quickstart",
+        "--mode=eval",
+        f"--workdir={tmp_path}",
+        "--config.eval.voices=5",
+        "--config.eval.per_voice=1",
+        "--config.eval.abx_words=bat,pat,bit,pit,cat,cap",
+        timeout=1200,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    report = json.loads((tmp_path / "eval" / "report.json").read_text())
+    sec = report["sections"]
+    assert set(sec) >= {"codec", "continuation", "abx", "lexical", "validation_loss", "curves"}
+    accents = sec["codec"]["groups"]["accent"]
+    assert sorted(accents["groups"]) == ["en-gb-scotland", "en-us"]
+    assert accents["metrics"]["wer"]["spread"] >= 0
+    # A trained codec makes sound: every clip's resynthesis is measured, DNSMOS included.
+    assert all("dnsmos_ovrl" in r and "visqol" in r for r in sec["codec"]["rows"])
+    assert all(0 < r["speaker_similarity"] <= 1 for r in sec["continuation"]["rows"])
+    assert set(sec["curves"]) >= {"semantic", "coarse", "fine"}
+    assert set(sec["validation_loss"]["coarse"]["per_level"]) == {"level_0", "level_1", "eos"}
+    html = (tmp_path / "eval" / "report.html").read_text()
+    assert 'id="bars-codec-accent-wer"' in html and 'id="curves-coarse"' in html
+
 
 def test_generate_without_a_pipeline_says_where_it_looked(tmp_path):
     out = _launch("--mode=generate", f"--pipeline={tmp_path / 'none'}", "--seconds=1")
