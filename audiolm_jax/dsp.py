@@ -41,11 +41,15 @@ def _mel_to_hz(m: np.ndarray) -> np.ndarray:
 
 
 @functools.lru_cache(maxsize=64)
-def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int = MEL_BINS) -> np.ndarray:
-    """Triangular mel filters `[n_fft // 2 + 1, n_mels]`, Slaney scale and area normalisation
-    (the same matrix as `librosa.filters.mel(sr, n_fft, n_mels=n_mels)`, transposed)."""
+def mel_filterbank(
+    sample_rate: int, n_fft: int, n_mels: int = MEL_BINS, fmax: float | None = None
+) -> np.ndarray:
+    """Triangular mel filters `[n_fft // 2 + 1, n_mels]` from 0 Hz to `fmax` (default the
+    Nyquist frequency), Slaney scale and area normalisation (the same matrix as
+    `librosa.filters.mel(sr, n_fft, n_mels=n_mels, fmax=fmax)`, transposed)."""
     freqs = np.linspace(0, sample_rate / 2, n_fft // 2 + 1)
-    edges = _mel_to_hz(np.linspace(_hz_to_mel(0.0), _hz_to_mel(sample_rate / 2), n_mels + 2))
+    top = _hz_to_mel(sample_rate / 2 if fmax is None else float(fmax))
+    edges = _mel_to_hz(np.linspace(_hz_to_mel(0.0), top, n_mels + 2))
     lower = (freqs[:, None] - edges[None, :-2]) / (edges[1:-1] - edges[:-2])[None]
     upper = (edges[None, 2:] - freqs[:, None]) / (edges[2:] - edges[1:-1])[None]
     weights = np.maximum(0.0, np.minimum(lower, upper))

@@ -144,7 +144,17 @@ def build_w2v_bert(config: Any, shapes_only: bool = False) -> tuple[Model, DataS
     return (model, *audio_sources(config, model.cfg.sample_rate))
 
 
+def build_detector(config: Any, shapes_only: bool = False) -> tuple[Model, DataSource, DataSource]:
+    """The generated-speech detector on the clips of `config.detector.data_dir`'s manifest
+    (audiolm_jax/detector.py; `--mode=train_detector` writes the data first)."""
+    from audiolm_jax.detector import DetectorConfig, DetectorModel, detector_sources
+
+    cfg = DetectorConfig.from_config(config.detector_net)
+    return (DetectorModel(cfg), *detector_sources(config, cfg))
+
+
 TASKS: dict[str, Callable[[Any, bool], tuple[Model, DataSource, DataSource]]] = {
+    "detector": build_detector,
     "lm": build_lm,
     "soundstream": build_soundstream,
     "w2v_bert": build_w2v_bert,
