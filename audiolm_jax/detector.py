@@ -56,19 +56,16 @@ class DetectorConfig:
 
     @classmethod
     def from_config(cls, cfg: Any) -> DetectorConfig:
-        fields = {f.name for f in dataclasses.fields(cls)}
-        given = dict(cfg)
-        unknown = sorted(set(given) - fields)
-        if unknown:
-            raise ValueError(f"config.detector_net has unknown fields {unknown}; known: {fields}")
-        if "channels" in given:
-            given["channels"] = tuple(int(c) for c in given["channels"])
-        cfg = cls(**given)
-        if not 0 < cfg.bandwidth_hz <= cfg.sample_rate / 2:
+        from audiolm_jax.config import dataclass_from_config
+
+        channels = tuple(int(c) for c in cfg.get("channels", cls.channels))
+        out = dataclass_from_config(cls, cfg, "detector_net", channels=channels)
+        if not 0 < out.bandwidth_hz <= out.sample_rate / 2:
             raise ValueError(
-                f"detector bandwidth_hz={cfg.bandwidth_hz} must be in (0, {cfg.sample_rate / 2}]"
+                f"config.detector_net.bandwidth_hz={out.bandwidth_hz} must be in "
+                f"(0, {out.sample_rate / 2}]"
             )
-        return cfg
+        return out
 
 
 def log_mel(cfg: DetectorConfig, wav: jax.Array) -> jax.Array:

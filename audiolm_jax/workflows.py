@@ -55,6 +55,8 @@ def run_quickstart(config: Any, workdir: str) -> dict:
     4. The three stages on the cache: held-out loss of each, untrained and trained.
     5. A continuation of a held-out prompt: <workdir>/generated/continuation.wav and .png,
        and <workdir>/pipeline/pipeline.json for `load_pipeline` / `--mode=generate`.
+    6. The detector of the pipeline's output (configs/detector_tiny.py): its held-out AUC for
+       resynthesis and for continuations, in <workdir>/detector/detector.json.
     """
     import time
 
@@ -73,6 +75,8 @@ def run_quickstart(config: Any, workdir: str) -> dict:
         if name in parts
     }
     out["generated"] = _quickstart_generate(config, workdir, out["tokens"])
+    if "detector" in parts:
+        out["detector"] = _quickstart_detector(parts.detector, workdir)
     out["seconds"] = time.perf_counter() - t0
     c, t, k, g = out["codec"], out["tokenizer"], out["tokens"], out["generated"]
     stages = "; ".join(
@@ -86,7 +90,9 @@ def run_quickstart(config: Any, workdir: str) -> dict:
         "than real time.\n  Token cache: %d train / %d held-out utterances, %.2f h, in %s.\n"
         "  Stages, held-out loss in nats per token (untrained -> trained): %s.\n"
         "  Continuation of %.1f s of held-out %s: %.1f s in %s (+ .png), sampled in %.1f s.\n"
-        "  Next: python launch.py --mode=generate --pipeline=%s --prompt=YOUR.wav --seconds=5",
+        "  Detector of this pipeline's output (held-out voices): %s.\n"
+        "  Next: python launch.py --mode=generate --pipeline=%s --prompt=YOUR.wav --seconds=5\n"
+        "        python launch.py --config=quickstart --mode=eval --workdir=%s   (eval report)",
         out["seconds"],
         os.path.abspath(workdir),
         c["codec"],
@@ -108,10 +114,30 @@ def run_quickstart(config: Any, workdir: str) -> dict:
         g["seconds"],
         g["wav"],
         g["sample_seconds"],
+        ", ".join(
+            f"{k} AUC {out['detector'][f'{k}_auc']:.3f}"
+            for k in ("resynthesis", "pipeline")
+            if f"{k}_auc" in out.get("detector", {})
+        )
+        or "not trained",
         g["pipeline"],
+        workdir,
     )
     files.write_json(workdir, "quickstart.json", out)
     return out
+
+
+def _quickstart_detector(config: Any, workdir: str) -> dict:
+    """The detector of the quickstart's own output (resynthesis and continuations of the
+    corpus through <workdir>/pipeline), trained in <workdir>/detector; its held-out AUCs."""
+    config = config.copy_and_resolve_references()
+    config.detector.pipeline = os.path.join(workdir, "pipeline")
+    r = run_train_detector(config, os.path.join(workdir, "detector"))
+    return {
+        "workdir": r["workdir"],
+        **{f"{k}_auc": r[k]["auc"] for k in ("resynthesis", "pipeline") if k in r},
+        **{f"{k}_accuracy": r[k]["accuracy"] for k in ("resynthesis", "pipeline") if k in r},
+    }
 
 
 def _quickstart_codec(config: Any, workdir: str, n_audio: int) -> dict:
@@ -597,6 +623,12 @@ def run_eval(config: Any, workdir: str) -> dict:
         os.path.join(out_dir, "corpus"), voices=voices, per_voice=int(ecfg.get("per_voice", 2))
     )
     sections = [s.strip() for s in str(ecfg.get("sections", "")).split(",") if s.strip()]
+    detector = None
+    det_dir = ecfg.get("detector") or os.path.join(workdir, "detector")
+    det_json = os.path.join(det_dir, "detector.json")
+    if os.path.isfile(det_json):
+        with open(det_json) as f:
+            detector = json.load(f)
     words = [w.strip() for w in str(ecfg.get("abx_words", "")).split(",") if w.strip()]
     report = evaluate(
         out_dir,
@@ -611,6 +643,7 @@ def run_eval(config: Any, workdir: str) -> dict:
         sections=sections or ("codec", "continuation", "abx", "lexical", "validation_loss"),
         seed=int(config.get("seed", 0)),
         title=f"audiolm-jax evaluation: {workdir}",
+        detector=detector,
     )
     sec = report["sections"]
     summary = {
@@ -628,6 +661,9 @@ def run_eval(config: Any, workdir: str) -> dict:
     for name, key in (("abx", "error_rate"), ("lexical", "accuracy")):
         if name in sec:
             summary[f"{name}_{key}"] = sec[name][key]
+    for kind, f in sec.get("detector", {}).items():
+        if isinstance(f, dict) and "auc" in f:
+            summary[f"detector_{kind}_auc"] = f["auc"]
     return summary
 
 

@@ -464,6 +464,7 @@ def get_base_config() -> ml_collections.ConfigDict:
             continuation_seconds=2.0,
             lexical_dir="",  # a ZeroSpeech-format folder; default: flite word/pseudo-word pairs
             abx_words="",  # comma-separated words; default: semantic.abx.WORDS
+            detector="",  # a --mode=train_detector workdir; default <workdir>/detector
         )
     )
     c.train = ml_collections.ConfigDict(

@@ -9,7 +9,9 @@
 3. the corpus as a tfds dataset (2 voices held out) and its token cache through both;
 4. the three stages (`semantic/coarse/fine_cache_tiny`) on the cache;
 5. a continuation of a held-out utterance: <workdir>/generated/continuation.wav + .png, and
-   <workdir>/pipeline/ for `load_pipeline` and `launch.py --mode=generate`.
+   <workdir>/pipeline/ for `load_pipeline` and `launch.py --mode=generate`;
+6. a detector of the pipeline's output (`detector_tiny`): held-out AUC for codec resynthesis
+   and for continuations, <workdir>/detector/.
 
 Afterwards `python launch.py --config=quickstart --mode=eval` writes its evaluation report,
 <workdir>/eval/report.html. Each part's config is under `parts`
@@ -18,7 +20,7 @@ Afterwards `python launch.py --config=quickstart --mode=eval` writes its evaluat
 
 import ml_collections
 
-from configs import base, soundstream_tiny, w2v_bert_tiny
+from configs import base, detector_tiny, soundstream_tiny, w2v_bert_tiny
 
 
 def get_config():
@@ -45,6 +47,8 @@ def get_config():
     # ~1500 de-duplicated ids of training speech: the semantic stage overfits within ~50
     # steps (held-out loss 3.2 nats at step 25, 4.5 at 100, 5.2 at 200), so it stops early.
     parts["semantic"].train.update(steps=40, eval_every=20, checkpoint_every=20)
+    # The detector of this pipeline's output (resynthesis and continuations of the corpus).
+    parts["detector"] = detector_tiny.get_config()
     c.parts = ml_collections.ConfigDict(parts)
     c.reconstructions = 4  # held-out clips written to <workdir>/audio/
     # The continuation: the first prompt_seconds of the longest held-out utterance, then

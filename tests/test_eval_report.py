@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from reference_models import tiny_pipeline
 
+from audiolm_jax.detector import detection_figures
 from audiolm_jax.eval import corpus, evaluate, zerospeech
 
 
@@ -89,6 +90,7 @@ def test_evaluate_writes_every_section_json_and_html(pipe, clips, tmp_path):
         abx_words=["bat", "pat", "bit", "pit"],
         prompt_seconds=1.0,
         continuation_seconds=1.0,
+        detector={"clip_seconds": 2.0, "resynthesis": detection_figures([0.1, 0.3], [0.8, 0.6])},
     )
     sec = report["sections"]
     assert set(sec) >= {"codec", "continuation", "abx", "lexical", "validation_loss"}
@@ -108,6 +110,8 @@ def test_evaluate_writes_every_section_json_and_html(pipe, clips, tmp_path):
     html = (tmp_path / "eval" / "report.html").read_text()
     assert 'id="table-codec-accent"' in html and "en-us" in html
     assert 'id="meter-abx"' in html and 'id="meter-lexical"' in html
+    assert sec["detector"]["resynthesis"]["auc"] == 1.0
+    assert 'id="meter-detector-resynthesis-auc"' in html and 'id="calibration-resynthesis"' in html
 
 
 def test_pair_accuracy_and_gold_errors(tmp_path):

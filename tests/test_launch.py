@@ -133,6 +133,9 @@ def test_quickstart_goes_from_audio_to_audio_and_generate_reuses_it(tmp_path):
     assert abs(len(wav) / rate - (g["prompt_seconds"] + 4.0)) < 1e-3 and np.abs(wav).max() > 0
     assert open(g["png"], "rb").read(8) == b"\x89PNG\r\n\x1a\n"
     assert "Quickstart done" in (tmp_path / "log.txt").read_text()
+    # The detector of the tiny pipeline's output tells it from real speech on held-out voices.
+    d = q["detector"]
+    assert d["resynthesis_auc"] > 0.8 and d["pipeline_auc"] > 0.8, d
 
     # A newcomer's next command: continue their own audio with the pipeline just trained.
     prompt = tmp_path / "generated" / "prompt.wav"
@@ -197,6 +200,8 @@ def test_quickstart_goes_from_audio_to_audio_and_generate_reuses_it(tmp_path):
     assert set(sec["validation_loss"]["coarse"]["per_level"]) == {"level_0", "level_1", "eos"}
     html = (tmp_path / "eval" / "report.html").read_text()
     assert 'id="bars-codec-accent-wer"' in html and 'id="curves-coarse"' in html
+    assert sec["detector"]["pipeline"]["auc"] == d["pipeline_auc"]
+    assert 'id="calibration-pipeline"' in html
 
 
 def test_generate_without_a_pipeline_says_where_it_looked(tmp_path):

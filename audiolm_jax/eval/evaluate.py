@@ -273,6 +273,7 @@ def evaluate(
     sections: Sequence[str] = ("codec", "continuation", "abx", "lexical", "validation_loss"),
     seed: int = 0,
     title: str | None = None,
+    detector: Mapping | None = None,
 ) -> dict:
     """Writes `out_dir/report.json` and `out_dir/report.html` and returns the report.
 
@@ -280,6 +281,8 @@ def evaluate(
     entries: the labelled clips (default: `write_labelled_corpus(out_dir/corpus)`).
     workdirs: {part: training workdir} for loss curves.
     recognizer: a callable (wav, sample_rate) -> text replacing pocketsphinx for WERs.
+    detector: the held-out figures of the model's detector (`detector.json` of
+        `--mode=train_detector`), shown as the "detector" section.
     sections: which sections to compute (those whose parts are missing are skipped).
     """
     import jax
@@ -327,6 +330,8 @@ def evaluate(
         run("abx", lambda: abx_section(pipe.tokenizer, os.path.join(out_dir, "abx"), abx_words))
         run("lexical", lambda: lexical_section(pipe, lexical_dir, os.path.join(out_dir, "lexical")))
         run("validation_loss", lambda: validation_section(pipe, entries))
+    if detector:
+        sec["detector"] = {k: v for k, v in detector.items() if k not in ("train", "workdir")}
     if workdirs:
         curves = loss_curves(workdirs)
         if curves:

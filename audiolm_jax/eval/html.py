@@ -71,6 +71,7 @@ SECTIONS = (
     ("abx", "ABX discrimination of semantic tokens"),
     ("lexical", "Lexical judgements (sWUGGY / sBLIMP style)"),
     ("validation_loss", "Validation loss"),
+    ("detector", "Detector of generated speech"),
     ("curves", "Training curves"),
     ("spectrograms", "Spectrograms"),
 )
@@ -634,6 +635,35 @@ def _validation_loss(sec: Mapping, ids: _Ids) -> str:
     return "".join(out)
 
 
+def _detector(sec: Mapping, ids: _Ids) -> str:
+    """Per kind of generated audio (and the real-vs-real control): AUC and accuracy against
+    chance, precision / recall / counts, and a calibration chart (mean predicted probability
+    per bin against the fraction of generated clips in it; the diagonal is perfect)."""
+    out = []
+    for kind, f in sec.items():
+        if not isinstance(f, Mapping) or "auc" not in f:
+            continue
+        out.append(f"<h3>{_esc(kind)}</h3>")
+        out.append(_meter(ids("meter", "detector", kind, "auc"), f"{kind}: AUC \u2191",
+                          f.get("auc"), chance=0.5))  # fmt: skip
+        out.append(_meter(ids("meter", "detector", kind, "accuracy"),
+                          f"{kind}: accuracy \u2191", f.get("accuracy"), chance=0.5))  # fmt: skip
+        out.append(_kv_table(f, skip=("auc", "accuracy", "calibration")))
+        cal = [[b.get("mean_predicted"), b.get("fraction_generated")]
+               for b in f.get("calibration", []) or []]  # fmt: skip
+        if cal:
+            out.append(
+                _line_chart(
+                    ids("calibration", kind),
+                    f"{kind}: calibration (x predicted, y observed)",
+                    [("observed", cal), ("ideal", [[0.0, 0.0], [1.0, 1.0]])],
+                )
+            )
+    other = {k: v for k, v in sec.items() if not isinstance(v, Mapping)}
+    out.append(_kv_table(other))
+    return "".join(out)
+
+
 def _curves(sec: Mapping, ids: _Ids) -> str:
     charts = []
     for stage, series in sec.items():
@@ -704,6 +734,7 @@ def render_html(report: Mapping, base_dir: str | None = None) -> str:
         "abx": lambda s: _abx(s, ids),
         "lexical": lambda s: _lexical(s, ids),
         "validation_loss": lambda s: _validation_loss(s, ids),
+        "detector": lambda s: _detector(s, ids),
         "curves": lambda s: _curves(s, ids),
         "spectrograms": lambda s: _spectrograms(s, ids, base_dir),
     }

@@ -69,12 +69,9 @@ class TransformerConfig:
     @classmethod
     def from_config(cls, cfg: Any) -> TransformerConfig:
         """Builds from a ConfigDict/mapping, naming any field this class does not know."""
-        fields = {f.name for f in dataclasses.fields(cls)}
-        given = dict(cfg)
-        unknown = sorted(set(given) - fields)
-        if unknown:
-            raise ValueError(f"config.lm has unknown fields {unknown}; known: {sorted(fields)}")
-        return cls(**given)
+        from audiolm_jax.config import dataclass_from_config
+
+        return dataclass_from_config(cls, cfg, "lm")
 
 
 _REMAT_POLICIES = {
