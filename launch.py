@@ -151,7 +151,11 @@ def main(argv: list[str]) -> int:
             (RuntimeError, ValueError),
         )
     options = {name: getattr(FLAGS, name) for name in MODE_FLAGS.get(mode, ())}
-    return _report(lambda: MODES[mode](config, workdir, **options), (ValueError, FileNotFoundError))
+    # ImportError: an optional extra a mode needs (e.g. --mode=eval without ".[eval]").
+    return _report(
+        lambda: MODES[mode](config, workdir, **options),
+        (ValueError, FileNotFoundError, ImportError),
+    )
 
 
 def _report(work, errors: tuple[type[Exception], ...]) -> int:

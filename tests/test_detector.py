@@ -4,7 +4,8 @@ figures (AUC, precision/recall, calibration) are right on known inputs.
 
 "Generated" here is a stand-in channel (4-bit mu-law, full band: what a cheap codec leaves),
 so the test runs without training a codec; the quickstart's slow test detects its real tiny
-models' resynthesis and samples."""
+models' resynthesis and samples. The three tests that train (about a minute) are in the slow
+step; the figures' arithmetic and the invariances built into the network are checked by default."""
 
 import json
 import os
@@ -53,6 +54,7 @@ def trained(tmp_path_factory, data_dir):
     return workdir, _train(workdir, data_dir)
 
 
+@pytest.mark.slow
 def test_detector_separates_held_out_generated_speech(trained):
     _, r = trained
     f = r["resynthesis"]
@@ -62,6 +64,7 @@ def test_detector_separates_held_out_generated_speech(trained):
     assert sum(b["count"] for b in f["calibration"]) == f["real_clips"] + f["generated_clips"]
 
 
+@pytest.mark.slow
 def test_real_vs_real_control_is_at_chance(tmp_path, data_dir):
     r = _train(tmp_path, data_dir, "--config.detector.control=True")
     c = r["control"]
@@ -69,6 +72,7 @@ def test_real_vs_real_control_is_at_chance(tmp_path, data_dir):
     assert abs(c["auc"] - 0.5) < 0.25, c  # small held-out set: wide, but far from 0.9+
 
 
+@pytest.mark.slow
 def test_loudness_and_length_do_not_move_the_score(trained):
     from audiolm_jax import dsp
 
@@ -102,3 +106,18 @@ def test_figures_on_known_scores():
     ]
     with pytest.raises(ValueError, match="both classes"):
         detector.auc([], [0.5])
+
+
+def test_untrained_network_ignores_gain_by_construction():
+    """Loudness never reaches the network: any gain gives the same logits, trained or not."""
+    import jax
+
+    cfg = detector.DetectorConfig(channels=(8, 8))
+    net = detector.DetectorNet(cfg)
+    wav = np.random.default_rng(0).normal(size=(2, 16000)).astype(np.float32) * 0.1
+    params = net.init(jax.random.key(0), wav)["params"]
+    a = net.apply({"params": params}, wav)
+    b = net.apply({"params": params}, wav * 7.0)
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match="bandwidth_hz"):
+        detector.DetectorConfig.from_config({"bandwidth_hz": 9000.0})

@@ -44,6 +44,7 @@ def test_every_tpu_config_has_a_gpu_twin_and_names_its_target():
             assert {**a.lm.to_dict(), "attention_impl": "cudnn"} == b.lm.to_dict()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", TPU)
 def test_tpu_config_plans_for_its_slice(name, tmp_path):
     config = load_config(name)
@@ -57,6 +58,7 @@ def test_tpu_config_plans_for_its_slice(name, tmp_path):
     assert b["params"] + b["optimizer"] + b["gradients"] < 0.5 * hbm
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", GPU)
 def test_gpu_config_fits_one_h100_node(name, tmp_path):
     r = _dry_run(name, tmp_path, "--target=h100:8", devices=8)
