@@ -7,7 +7,7 @@ import logging
 import os
 from typing import Any
 
-from audiolm_jax.train import files
+from audiolm_jax.train import files as workdir_files
 
 log = logging.getLogger("audiolm_jax")
 
@@ -33,7 +33,7 @@ def _train(config: Any, workdir: str):
         "eval": result.eval_metrics,
     }
     if _primary():
-        files.write_json(workdir, "summary.json", summary)
+        workdir_files.write_json(workdir, "summary.json", summary)
     return summary, result, model, eval_source
 
 
@@ -123,7 +123,7 @@ def run_quickstart(config: Any, workdir: str) -> dict:
         g["pipeline"],
         workdir,
     )
-    files.write_json(workdir, "quickstart.json", out)
+    workdir_files.write_json(workdir, "quickstart.json", out)
     return out
 
 
@@ -380,7 +380,7 @@ def run_reconstruct(
         summary["kbps"],
         len(bad),
     )
-    files.write_json(workdir, "reconstruct.json", summary)
+    workdir_files.write_json(workdir, "reconstruct.json", summary)
     return summary
 
 
@@ -437,7 +437,7 @@ def run_build_dataset(config: Any, workdir: str, *, input: str | None = None) ->
         config.corpus.name,
         overwrite=bool(config.corpus.get("overwrite", False)),
     )
-    files.write_json(workdir, "build_dataset.json", summary)
+    workdir_files.write_json(workdir, "build_dataset.json", summary)
     return summary
 
 
@@ -486,7 +486,7 @@ def run_tokenize(config: Any, workdir: str) -> dict:
             batch_size=int(t.batch_size),
         )
     if jax.process_index() == 0:
-        files.write_json(workdir, "tokenize.json", out)
+        workdir_files.write_json(workdir, "tokenize.json", out)
     return out
 
 
@@ -502,7 +502,7 @@ def run_dry_run(
     report = dry_run(config, model, train_source, devices=devices, target=target)
     if swapped:
         report["attention_compiled_as"] = swapped
-    files.write_json(workdir, "dry_run.json", report)
+    workdir_files.write_json(workdir, "dry_run.json", report)
     return report
 
 
@@ -722,7 +722,7 @@ def run_train_detector(config: Any, workdir: str) -> dict:
     )
     out = {"workdir": os.path.abspath(workdir), "data_dir": data_dir, "train": summary, **figures}
     if _primary():
-        files.write_json(workdir, "detector.json", out)
+        workdir_files.write_json(workdir, "detector.json", out)
     for kind in ("resynthesis", "pipeline", "control"):
         if kind in figures:
             f = figures[kind]
