@@ -269,10 +269,7 @@ def make_detector_data(
 
     if resynthesize is None:
         rate = codec.sample_rate
-
-        def resynthesize(x):
-            return np.asarray(codec_lib.decode(codec, codec_lib.encode(codec, x)))[0]
-
+        resynthesize = functools.partial(codec_lib.resynthesize, codec)
     else:
         rate = int(sample_rate or 16000)
     os.makedirs(out_dir, exist_ok=True)
@@ -291,8 +288,7 @@ def make_detector_data(
         if float(np.sqrt(np.mean(wav**2))) < 1e-5:
             continue
         put(f"real_{i:04d}", wav, "real", e)
-        padded = np.pad(wav, (0, -len(wav) % (rate // 2)))
-        resyn = np.asarray(resynthesize(padded), np.float32)[: len(wav)]
+        resyn = np.asarray(resynthesize(wav), np.float32)[: len(wav)]
         if float(np.sqrt(np.mean(resyn**2))) > 1e-5:
             put(f"resynthesis_{i:04d}", resyn, "resynthesis", e)
         if pipe is not None and len(wav) >= prompt_seconds * rate:

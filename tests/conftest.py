@@ -16,15 +16,16 @@ jax.config.update("jax_compilation_cache_dir", str(CACHE))
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
 
 
-def run_launch(*args, timeout: float = 300) -> subprocess.CompletedProcess:
-    """`python launch.py ARGS` from the repository root, output captured."""
+def run_launch(*args, timeout: float = 300, env: dict | None = None) -> subprocess.CompletedProcess:
+    """`python launch.py ARGS` from the repository root, output captured; `env` adds to the
+    environment (e.g. XLA_FLAGS for a fake device count)."""
     return subprocess.run(
         [sys.executable, str(REPO / "launch.py"), *args],
         capture_output=True,
         text=True,
         timeout=timeout,
         cwd=REPO,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
+        env={**os.environ, "PYTHONPATH": str(REPO), **(env or {})},
     )
 
 

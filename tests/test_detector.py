@@ -9,12 +9,10 @@ step; the figures' arithmetic and the invariances built into the network are che
 
 import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
-from conftest import REPO
+from conftest import run_launch
 
 from audiolm_jax import detector
 from audiolm_jax.data import audio
@@ -37,13 +35,14 @@ def data_dir(tmp_path_factory):
 
 
 def _train(workdir, data_dir, *extra):
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    out = subprocess.run(
-        [sys.executable, str(REPO / "launch.py"), "--config=detector_tiny",
-         f"--workdir={workdir}", f"--config.detector.data_dir={data_dir}",
-         "--config.train.steps=150", *extra],
-        capture_output=True, text=True, timeout=900, cwd=REPO, env=env,
-    )  # fmt: skip
+    out = run_launch(
+        "--config=detector_tiny",
+        f"--workdir={workdir}",
+        f"--config.detector.data_dir={data_dir}",
+        "--config.train.steps=150",
+        *extra,
+        timeout=900,
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     return json.loads((workdir / "detector.json").read_text())
 

@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import REPO
+from conftest import run_launch
 
 from audiolm_jax.config import load_config
 from audiolm_jax.train import sharding
@@ -154,15 +154,12 @@ def test_multi_slice_mesh_keeps_each_slice_inside_one_data_block():
 
 
 def _launch(workdir, *args, devices: int = 1):
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(REPO),
-        "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}",
-    }
-    return subprocess.run(
-        [sys.executable, str(REPO / "launch.py"), *args, f"--workdir={workdir}"],
-        capture_output=True, text=True, timeout=900, cwd=REPO, env=env,
-    )  # fmt: skip
+    return run_launch(
+        *args,
+        f"--workdir={workdir}",
+        timeout=900,
+        env={"XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}"},
+    )
 
 
 def _dry_run_args(workdir, *args, devices: int = 1) -> dict:

@@ -1,6 +1,7 @@
 """SoundStream: the acoustic tokenizer (causal SEANet encoder/decoder, residual vector quantizer,
 discriminators). The library API is `encode`, `decode`, `encode_stream`, `decode_stream`, `load`,
-`levels_for_bitrate`. Imported EnCodec checkpoints load the same way (audiolm_jax/importers)."""
+`levels_for_bitrate`, `resynthesize`. Imported EnCodec checkpoints load the same way
+(audiolm_jax/importers)."""
 
 from audiolm_jax.codec.api import (
     Codec,
@@ -12,6 +13,7 @@ from audiolm_jax.codec.api import (
     from_state,
     levels_for_bitrate,
     load,
+    resynthesize,
 )
 
 __all__ = [
@@ -24,4 +26,5 @@ __all__ = [
     "from_state",
     "levels_for_bitrate",
     "load",
+    "resynthesize",
 ]

@@ -97,6 +97,15 @@ def _decode(codec: Codec, codes: jax.Array) -> jax.Array:
     return decode_latents(codec.cfg, codec.params, zq)
 
 
+def resynthesize(codec: Codec, wav: np.ndarray, bucket_seconds: float = 0.5) -> np.ndarray:
+    """One waveform `[samples]` at the codec's rate through encode and decode (all levels),
+    zero-padded to a multiple of `bucket_seconds` first (clips of many lengths then share a few
+    compilations) and cut back to its own length."""
+    wav = np.asarray(wav, np.float32)
+    padded = np.pad(wav, (0, -len(wav) % int(bucket_seconds * codec.sample_rate)))
+    return np.asarray(decode(codec, encode(codec, padded)))[0, : len(wav)]
+
+
 def _check_codes(codec: Codec, codes: Any) -> jax.Array:
     if np.ndim(codes) != 3:
         raise ValueError(f"codes must be [batch, frames, levels], got shape {np.shape(codes)}")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import tempfile
 
@@ -52,11 +53,22 @@ PER_VOICE = 6  # sentences each voice reads (a rotating subset: every sentence i
 
 
 def synthesize(synth: str, voice: str, text: str, path: str) -> None:
+    """Speaks `text` with Debian's `flite` (voice: slt, rms, ...) or `espeak-ng` (voice: en-us,
+    en-gb+m3, ...) into the WAV `path`. A missing program is a FileNotFoundError with the
+    package to install, an unknown synthesiser a ValueError, a failed run a RuntimeError with
+    the program's message."""
     if synth == "flite":
         cmd = ["flite", "-voice", voice, "-t", text, "-o", path]
-    else:
+    elif synth == "espeak-ng":
         cmd = ["espeak-ng", "-v", voice, "-s", "150", "-w", path, text]
-    subprocess.run(cmd, check=True, capture_output=True)
+    else:
+        raise ValueError(f"unknown synthesizer {synth!r}; use 'flite' or 'espeak-ng'")
+    if shutil.which(synth) is None:
+        raise FileNotFoundError(f"{synth} is not installed (Debian: apt-get install {synth})")
+    out = subprocess.run(cmd, capture_output=True)
+    if out.returncode != 0 or not os.path.exists(path):
+        msg = out.stderr.decode(errors="replace").strip()
+        raise RuntimeError(f"{synth} -v {voice} failed on {text!r}: {msg}")
 
 
 def main() -> None:

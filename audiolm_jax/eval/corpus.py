@@ -14,14 +14,13 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import subprocess
 import tempfile
 from collections.abc import Sequence
 
 import numpy as np
 
 from audiolm_jax import dsp
+from audiolm_jax.data.make_corpus import synthesize
 
 # (synthesizer, voice, accent): flite voices by their speakers (slt, rms, kal: US English;
 # awb: Scottish English, CMU ARCTIC's documentation), espeak-ng by its English accents.
@@ -46,23 +45,6 @@ EVAL_SENTENCES: tuple[str, ...] = (
     "it is easy to tell the depth of a well",
     "these days a chicken leg is a rare dish",
 )
-
-
-def _synthesize(synth: str, voice: str, text: str, path: str) -> None:
-    if shutil.which(synth) is None:
-        raise FileNotFoundError(
-            f"{synth} is not installed (Debian: apt-get install {synth}); the labelled eval "
-            "corpus is synthesised with flite and espeak-ng"
-        )
-    if synth == "flite":
-        cmd = ["flite", "-voice", voice, "-t", text, "-o", path]
-    elif synth == "espeak-ng":
-        cmd = ["espeak-ng", "-v", voice, "-s", "150", "-w", path, text]
-    else:
-        raise ValueError(f"unknown synthesizer {synth!r}; use 'flite' or 'espeak-ng'")
-    out = subprocess.run(cmd, capture_output=True, text=True)
-    if out.returncode != 0 or not os.path.exists(path):
-        raise RuntimeError(f"{' '.join(cmd[:3])} failed: {out.stderr.strip()[:300]}")
 
 
 def write_labelled_corpus(
@@ -100,7 +82,7 @@ def write_labelled_corpus(
             for i in range(per_voice):
                 text = sentences[(v + i) % len(sentences)]
                 raw = os.path.join(tmp, "raw.wav")
-                _synthesize(synth, voice, text, raw)
+                synthesize(synth, voice, text, raw)
                 wav, _ = dsp.read_audio(raw, sample_rate)
                 wav = np.clip(dsp.normalize_loudness(wav, -20.0), -0.99, 0.99)
                 clip = f"{speaker}_{i}"

@@ -21,6 +21,7 @@ Every per-clip section is grouped by accent and by speaker (eval/report.py).
 from __future__ import annotations
 
 import datetime
+import functools
 import glob
 import logging
 import os
@@ -90,10 +91,7 @@ def codec_section(
 
     if resynthesize is None:
         rate = codec.sample_rate
-
-        def resynthesize(x):
-            return np.asarray(codec_lib.decode(codec, codec_lib.encode(codec, x)))[0]
-
+        resynthesize = functools.partial(codec_lib.resynthesize, codec, bucket_seconds=PAD_SECONDS)
         description = description or f"the codec ({codec.levels} RVQ levels)"
     else:
         rate = int(sample_rate or 16000)

@@ -99,26 +99,19 @@ def write_lexical_set(
     sample_rate: int = 16000,
 ) -> list[dict]:
     """Synthesises each (word, pseudo-word) with each flite voice into `out_dir` in the
-    ZeroSpeech format (WAVs + gold.csv) and returns `read_gold(out_dir)`."""
-    import numpy as np
+    ZeroSpeech format (WAVs as `semantic.abx.synthesize_words` makes them: trimmed, -20 dBFS;
+    plus gold.csv) and returns `read_gold(out_dir)`."""
+    from audiolm_jax.semantic.abx import synthesize_words
 
-    from audiolm_jax import dsp
-    from audiolm_jax.eval.corpus import _synthesize
-    from audiolm_jax.semantic.abx import trim_silence
-
-    os.makedirs(out_dir, exist_ok=True)
-    rows = []
-    tmp = os.path.join(out_dir, "_raw.wav")
-    for i, (word, fake) in enumerate(pairs):
-        for voice in voices:
-            for text, correct in ((word, 1), (fake, 0)):
-                name = f"{voice}_{i:02d}_{text}"
-                _synthesize("flite", voice, text, tmp)
-                wav, _ = dsp.read_audio(tmp, sample_rate)
-                wav = np.clip(dsp.normalize_loudness(trim_silence(wav, sample_rate)), -0.99, 0.99)
-                dsp.write_audio(os.path.join(out_dir, name + ".wav"), wav, sample_rate)
-                rows.append({"id": i, "filename": name, "voice": voice, "correct": correct})
-    os.remove(tmp)
+    words = sorted({w for pair in pairs for w in pair})
+    made = synthesize_words(words, out_dir, sample_rate, [("flite", v) for v in voices])
+    name = {(it["word"], it["voice"]): os.path.basename(it["path"])[:-4] for it in made}
+    rows = [
+        {"id": i, "filename": name[(text, voice)], "voice": voice, "correct": correct}
+        for i, (word, fake) in enumerate(pairs)
+        for voice in voices
+        for text, correct in ((word, 1), (fake, 0))
+    ]
     with open(os.path.join(out_dir, "gold.csv"), "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=["id", "filename", "voice", "correct"])
         w.writeheader()

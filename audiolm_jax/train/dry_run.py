@@ -73,8 +73,7 @@ def local_attention(config: Any, target: str | None) -> dict:
         sub = config.get(section)
         impl = sub.get("attention_impl") if sub is not None else None
         if impl in _KERNEL_PLATFORMS and _KERNEL_PLATFORMS[impl] != platform:
-            with config.unlocked() if hasattr(config, "unlocked") else contextlib.nullcontext():
-                sub.attention_impl = None
+            sub.attention_impl = None
             swapped[f"{section}.attention_impl"] = f"{impl} -> default for {platform}"
             log.info(
                 "%s.attention_impl=%s has no %s kernel; planning with the default attention.",
