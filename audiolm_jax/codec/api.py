@@ -176,8 +176,13 @@ def decode_stream(codec: Codec, codes: Any, state: dict | None = None):
 
 
 def from_state(cfg: CodecConfig, params: dict, model_state: dict) -> Codec:
-    """A Codec from a trainer's params (by group) and model_state."""
-    return Codec(params=params["generator"], codebooks=model_state["quantizer"], cfg=cfg)
+    """A Codec from a trainer's params (by group) and model_state, as device arrays (numpy
+    params, an importer's, would be copied in on every jitted call)."""
+    return Codec(
+        params=jax.device_put(params["generator"]),
+        codebooks=jax.device_put(model_state["quantizer"]),
+        cfg=cfg,
+    )
 
 
 def load(workdir: str, step: int | None = None) -> Codec:

@@ -116,11 +116,14 @@ _add_bias.defvjp(_add_bias_fwd, _add_bias_bwd)
 
 
 def _softmax_attention(qt, kt, vt, bias, keep):
-    """qt [b, h, n, d] (pre-scaled) over kt/vt [b, h, m, d]; bias/keep broadcast to [b, h, n, m]."""
+    """qt [b, h, n, d] (pre-scaled) over kt/vt [b, h, m, d]; bias/keep broadcast to [b, h, n, m]
+    (keep None: every key)."""
     scores = jnp.einsum("bhqd,bhkd->bhqk", qt, kt, preferred_element_type=jnp.float32)
     if bias is not None:
         scores = _add_bias(scores, bias.astype(jnp.float32))
-    probs = jax.nn.softmax(jnp.where(keep, scores, NEG_INF), axis=-1).astype(vt.dtype)
+    if keep is not None:
+        scores = jnp.where(keep, scores, NEG_INF)
+    probs = jax.nn.softmax(scores, axis=-1).astype(vt.dtype)
     return jnp.einsum("bhqk,bhkd->bhqd", probs, vt)
 
 
@@ -177,9 +180,10 @@ def attend(
     causal training passes when "pallas" (then `mask` is the [b, L] segment ids, see
     `pallas_attention`; other calls fall back to XLA's attention).
 
-    `causal=False`: `mask` [1|b, 1, q, k] says which keys each query sees (bidirectional
-    encoders, and decoding over a KV cache). head_major_kv (einsum only): k, v come as
-    [b, h, L, d], the decode cache's layout where `kv_head_major(cfg)`.
+    `causal=False`: `mask` [1|b, 1, q, k] (or None: all of them) says which keys each query
+    sees (bidirectional encoders, and decoding over a KV cache). `cfg` needs only an
+    `attention_impl` field (the feature models' configs have one too). head_major_kv (einsum
+    only): k, v come as [b, h, L, d], the decode cache's layout where `kv_head_major(cfg)`.
     """
     impl = _impl(cfg)
     if impl == "einsum":

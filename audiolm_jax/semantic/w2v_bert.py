@@ -181,10 +181,18 @@ class FeatureEncoder(nn.Module):
         return constrain(LayerNorm(dtype=dt, name="norm")(x), ("batch", "length", "embed"))
 
 
+def gelu_exact(x: jax.Array) -> jax.Array:
+    """GELU with the Gaussian CDF, 0.5 x (1 + erf(x / sqrt 2)), as torch's nn.GELU() computes it.
+    `nn.gelu(approximate=False)` goes through erfc, whose two branches ran 2.5-6x slower on the
+    CPU (5.4-12 ms against 2.1 ms for HuBERT's first [16015, 512] activation); the two agree to
+    1e-6 there."""
+    return 0.5 * x * (1.0 + jax.lax.erf(x * jnp.asarray(0.7071067811865476, x.dtype)))
+
+
 ACTIVATIONS = {
     "swish": nn.swish,
     "silu": nn.swish,
-    "gelu": lambda x: nn.gelu(x, approximate=False),
+    "gelu": gelu_exact,
     "gelu_tanh": lambda x: nn.gelu(x, approximate=True),
     "relu": nn.relu,
 }
