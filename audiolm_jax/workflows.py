@@ -232,17 +232,27 @@ def _quickstart_corpus(config: Any, workdir: str) -> str:
         )
         for i, e in enumerate(entries):
             link = os.path.join(folder, f"piece{i:04d}_{e['key'].replace(' ', '_')}.wav")
-            os.makedirs(folder, exist_ok=True)
-            if not os.path.lexists(link):
-                os.symlink(os.path.join(workdir, "piano_audio", e["path"]), link)
+            # Relative to the link's folder: right for a relative --workdir, and the workdir
+            # may move.
+            _link(os.path.join(os.pardir, "piano_audio", e["path"]), link)
         return folder
     for e in audio.corpus_entries():
         # The folder layout's speaker is the first folder level: one folder per voice.
-        link = os.path.join(folder, e["speaker"], os.path.basename(e["path"]))
-        os.makedirs(os.path.dirname(link), exist_ok=True)
-        if not os.path.lexists(link):
-            os.symlink(e["path"], link)
+        _link(
+            os.path.abspath(e["path"]),
+            os.path.join(folder, e["speaker"], os.path.basename(e["path"])),
+        )
     return folder
+
+
+def _link(target: str, link: str) -> None:
+    """A symlink at `link` to `target`, replacing a broken one (a link written by an older
+    version, or one whose target moved)."""
+    os.makedirs(os.path.dirname(link), exist_ok=True)
+    if os.path.lexists(link) and not os.path.exists(link):
+        os.remove(link)
+    if not os.path.lexists(link):
+        os.symlink(target, link)
 
 
 def _quickstart_tokens(config: Any, workdir: str, folder: str) -> dict:

@@ -8,7 +8,11 @@ Model FLOPs come from the config's shapes (`train_flops_per_token`), not XLA's c
 which counts a scanned layer once. The JAX step and the matmul are interleaved round by round so
 that both see the same machine; medians are reported.
 
-    python benchmarks/bench_lm_train.py [--rounds 5] [--no-peer] [--config.lm.scan_layers=false]
+    python benchmarks/bench_lm_train.py [--rounds 5] [--no-peer] [--dropout 0.1]
+        [--config.lm.scan_layers=false]
+
+Both models run with the same dropout (default 0.1, the stage configs'; the peer's own default
+is 0, which is what its rows before 2026-11-28 ran with against our 0.1).
 
 Targets (issue 2): >= 1.5x the PyTorch reference's tokens/s, >= 75% of the matmul peak.
 """
@@ -30,13 +34,13 @@ SIZE = dict(num_layers=6, d_model=512, num_heads=8, d_ff=2048)
 BATCH, SEQ = 8, 256
 
 
-def jax_step(overrides: list[str]):
+def jax_step(overrides: list[str], dropout: float):
     from audiolm_jax import tasks
     from audiolm_jax.config import apply_override, load_config
     from audiolm_jax.train.trainer import init_state, make_optimizers, make_train_step
 
     c = load_config("semantic_tiny")
-    c.lm.update(dropout=0.1, **SIZE)
+    c.lm.update(dropout=dropout, **SIZE)
     c.data.update(batch_size=BATCH, seq_len=SEQ)
     for item in overrides:
         key, value = item.removeprefix("--config.").split("=", 1)
@@ -62,6 +66,13 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=3, help="JAX steps per round")
     parser.add_argument("--peer-steps", type=int, default=5)
     parser.add_argument("--no-peer", action="store_true")
+    parser.add_argument(
+        "--dropout",
+        type=float,
+        default=0.1,
+        help="dropout of both models (ours: lm.dropout; the peer: attn_dropout and ff_dropout, "
+        "whose defaults are 0)",
+    )
     args, overrides = parser.parse_known_args()
 
     # The peer runs first, before any XLA work: XLA's CPU thread pool keeps spinning for a while
@@ -89,9 +100,11 @@ def main() -> None:
             str(args.peer_steps),
             "--warmup",
             "1",
+            "--dropout",
+            str(args.dropout),
         )
 
-    run, flops, n_params, lm = jax_step(overrides)
+    run, flops, n_params, lm = jax_step(overrides, args.dropout)
     peak_fn, peak_flops = matmul_peak_fn()
     run()  # compile
     step_times, peak_times = [], []
@@ -112,7 +125,7 @@ def main() -> None:
         "lm": {
             k: v
             for k, v in lm.items()
-            if k in ("scan_layers", "remat", "dtype", "position", "attention_impl")
+            if k in ("scan_layers", "remat", "dtype", "position", "attention_impl", "dropout")
         },
     }
     if peer is not None:

@@ -130,6 +130,8 @@ def _build(alm, args):
         depth=args.depth,
         heads=args.heads,
         flash_attn=False,  # the default; stated explicitly (CPU)
+        attn_dropout=args.dropout,
+        ff_dropout=args.dropout,
     )
     return t
 
@@ -147,8 +149,9 @@ def _config(args) -> dict:
         "dim": args.dim,
         "heads": args.heads,
         "vocab": args.vocab,
+        "attn_ff_dropout": args.dropout,
         "defaults": "flash_attn=False, rel_pos_bias=True, num_residual_streams=4, "
-        "attn/ff dropout 0, grad_shrink_alpha=0.1",
+        "grad_shrink_alpha=0.1",
     }
 
 
@@ -350,6 +353,9 @@ def main(argv=None) -> int:
         sp.add_argument("--dim", type=int, default=512)
         sp.add_argument("--heads", type=int, default=8)
         sp.add_argument("--vocab", type=int, default=1024)
+        sp.add_argument(
+            "--dropout", type=float, default=0.0, help="attn_dropout and ff_dropout (theirs: 0)"
+        )
 
     sp = sub.add_parser("check", help="import audiolm_pytorch with the stubs")
     common(sp)

@@ -175,3 +175,26 @@ def test_write_corpus_and_folder_source(tmp_path):
     assert len(examples) == 2 and all(ex["speaker"] in held for ex in examples)
     assert all(ex["audio"].shape == (2 * SR,) for ex in examples)
     assert os.path.isfile(root / "corpus.json")
+
+
+def test_quickstart_corpus_links_with_relative_workdir(tmp_path, monkeypatch):
+    """`launch.py --config=piano_quickstart --workdir=runs/x` (a relative workdir): the corpus
+    folder's links resolve, and a broken link left by an older version is replaced."""
+    import ml_collections
+
+    from audiolm_jax.workflows import _quickstart_corpus
+
+    monkeypatch.chdir(tmp_path)
+    config = ml_collections.ConfigDict(
+        dict(corpus_source="piano", seed=0, piano=dict(pieces=3, seconds=1.0))
+    )
+    folder = _quickstart_corpus(config, os.path.join("runs", "x"))
+    links = sorted(os.listdir(folder))
+    assert len(links) == 3
+    broken = os.path.join(folder, links[0])
+    os.remove(broken)
+    os.symlink(os.path.join("runs", "x", "nowhere.wav"), broken)
+    _quickstart_corpus(config, os.path.join("runs", "x"))
+    for name in links:
+        wav, rate = sf.read(os.path.join(folder, name), dtype="float32")
+        assert rate == SR and wav.shape == (SR,)
