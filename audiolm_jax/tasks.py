@@ -113,6 +113,7 @@ def audio_sources(config: Any, sample_rate: int) -> tuple[DataSource, DataSource
                 split=split,
                 process_index=jax.process_index(),
                 process_count=jax.process_count(),
+                speed_perturb=float(d.get("speed_perturb", 0.0)) if split == "train" else 0.0,
             )
         )
     return sources[0], sources[1]

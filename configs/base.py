@@ -121,6 +121,7 @@ def soundstream(**overrides) -> ml_collections.ConfigDict:
             clip_seconds=1.0,
             batch_size=16,
             normalize_db=-20.0,
+            speed_perturb=0.0,  # s > 0: train clips at random speeds in [1 - s, 1 + s]
         )
     )
     c.update(overrides)
@@ -194,6 +195,7 @@ def w2v_bert(**overrides) -> ml_collections.ConfigDict:
             clip_seconds=10.0,
             batch_size=32,
             normalize_db=-20.0,
+            speed_perturb=0.0,  # s > 0: train clips at random speeds in [1 - s, 1 + s]
         )
     )
     c.update(overrides)

@@ -351,3 +351,32 @@ def test_build_dataset_split_of_bad_files(tmp_path):
         tfds_builders.build_dataset(cfg, str(tmp_path / "tfds"), "all_bad")
     with open(tmp_path / "tfds" / "all_bad" / "bad_files.txt") as f:
         assert f.read().startswith(str(src / held / "y.wav") + "\t")
+
+
+def test_audio_clips_speed_perturbation():
+    """`data.speed_perturb`: each training clip is played at a random speed in [1 - s, 1 + s]
+    (pitch moves with it), deterministically for a seed; s = 0 gives plain crops."""
+    from audiolm_jax.data.audio import AudioClips
+
+    tone = np.sin(2 * np.pi * 200 * np.arange(3 * SR) / SR).astype(np.float32)
+
+    def peaks(speed_perturb, seed=0):
+        clips = AudioClips(
+            [tone],
+            clip_samples=SR,
+            batch_size=16,
+            seed=seed,
+            split="train",
+            speed_perturb=speed_perturb,
+        )
+        batch = next(clips)["wav"]
+        assert batch.shape == (16, SR) and np.all(np.abs(batch).max(axis=1) > 0.99)
+        return np.argmax(np.abs(np.fft.rfft(batch, axis=1)), axis=1)  # Hz (1 s clips)
+
+    assert np.all(peaks(0.0) == 200)
+    moved = peaks(0.2)
+    assert np.all((moved >= 160) & (moved <= 240)) and len(set(moved.tolist())) > 4
+    assert np.array_equal(moved, peaks(0.2))
+    assert not np.array_equal(moved, peaks(0.2, seed=1))
+    with pytest.raises(ValueError, match="speed_perturb"):
+        AudioClips([tone], clip_samples=SR, batch_size=1, seed=0, split="train", speed_perturb=1.5)

@@ -68,6 +68,11 @@ class AudioClips:
     length); files shorter than a clip are zero-padded at the end.
 
     `rows` = batch_size / process_count: each process yields its own rows.
+
+    `speed_perturb` = s > 0: each row is played at a random speed in [1 - s, 1 + s] (a longer or
+    shorter piece resampled to the clip by linear interpolation, so pitch and tempo change
+    together, as `sox speed` does; Ko et al. 2015, "Audio augmentation for speech
+    recognition"). Training clips only: the eval split passes 0.
     """
 
     def __init__(
@@ -80,7 +85,10 @@ class AudioClips:
         split: str,
         process_index: int = 0,
         process_count: int = 1,
+        speed_perturb: float = 0.0,
     ):
+        if not 0.0 <= speed_perturb < 1.0:
+            raise ValueError(f"data.speed_perturb must be in [0, 1), got {speed_perturb}")
         if not waves:
             raise ValueError(f"no usable audio for the {split} split")
         if batch_size % process_count:
@@ -90,6 +98,7 @@ class AudioClips:
         self.seed, self.split, self.process_index = seed, split, process_index
         lengths = np.array([len(w) for w in waves], np.float64)
         self.weights = lengths / lengths.sum()
+        self.speed_perturb = float(speed_perturb)
         self.index = 0
 
     def __iter__(self):
@@ -101,8 +110,16 @@ class AudioClips:
         out = np.zeros((self.rows, self.clip), np.float32)
         for r, i in enumerate(rng.choice(len(self.waves), self.rows, p=self.weights)):
             w = self.waves[i]
-            start = int(rng.integers(0, max(len(w) - self.clip, 0) + 1))
-            piece = w[start : start + self.clip]
+            speed = 1.0
+            if self.speed_perturb:
+                speed = float(rng.uniform(1 - self.speed_perturb, 1 + self.speed_perturb))
+            span = int(np.ceil(self.clip * speed))
+            start = int(rng.integers(0, max(len(w) - span, 0) + 1))
+            piece = w[start : start + span]
+            if speed != 1.0:
+                at = np.arange(int(len(piece) / speed)) * speed
+                piece = np.interp(at, np.arange(len(piece)), piece).astype(np.float32)
+            piece = piece[: self.clip]
             out[r, : len(piece)] = piece
         self.index += 1
         return {"wav": out}
