@@ -219,6 +219,37 @@ def standardize(x: jax.Array, mean: jax.Array, std: jax.Array) -> jax.Array:
 # --- Mini-batch k-means -------------------------------------------------------------------------
 
 
+def cluster_sums(
+    centroids: jax.Array, x: jax.Array, w: jax.Array
+) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """Each point of `x [n, d]` (weight `w [n]`) to its nearest centroid: (per-cluster weighted
+    sums [k, d], weights [k], each point's squared distance to its centroid [n]). The sums are
+    a one-hot matmul, so with `x` sharded along axis 0 `jax.jit` makes them an all-reduce."""
+    k = centroids.shape[0]
+    d2 = jnp.maximum(sq_distances(x, centroids), 0.0)
+    min_d2 = jnp.min(d2, axis=-1)
+    onehot = jax.nn.one_hot(jnp.argmin(d2, axis=-1), k, dtype=centroids.dtype) * w[:, None]
+    # Full precision: accelerators' default matmul precision would round x to bfloat16 here.
+    sums = jnp.matmul(onehot.T, x, precision=jax.lax.Precision.HIGHEST)
+    return sums, jnp.sum(onehot, 0), min_d2
+
+
+@jax.jit
+def _lloyd_pass(centroids: jax.Array, x: jax.Array, w: jax.Array):
+    """One Lloyd iteration over stacked batches `x [b, n, d]` with weights `w [b, n]` (0 for
+    padding): (new centroids, cluster weights, weighted inertia under the old centroids). An
+    empty cluster keeps its centroid."""
+
+    def add(acc, batch):
+        s, n, min_d2 = cluster_sums(centroids, *batch)
+        return (acc[0] + s, acc[1] + n, acc[2] + jnp.sum(batch[1] * min_d2)), None
+
+    zeros = (jnp.zeros_like(centroids), jnp.zeros(centroids.shape[:1]), jnp.zeros(()))
+    (sums, n_j, total), _ = jax.lax.scan(add, zeros, (x, w))
+    means = sums / jnp.maximum(n_j, 1e-30)[:, None]
+    return jnp.where(n_j[:, None] > 0, means, centroids), n_j, total
+
+
 class MiniBatchState(NamedTuple):
     """Mini-batch k-means state: `centroids [k, d]` and `counts [k]`, the total weight of the
     points each centroid has absorbed (its inverse is the centroid's learning rate)."""
@@ -287,16 +318,9 @@ def minibatch_step(
     axis 0 and the state replicated, `jax.jit` turns the reduction into an all-reduce and every
     device gets the same new state as one device would (up to summation order)."""
     c, counts = state
-    k = c.shape[0]
     x = x.astype(c.dtype)
     w = jnp.ones(x.shape[:1], c.dtype) if weights is None else weights.astype(c.dtype)
-    d2 = jnp.maximum(sq_distances(x, c), 0.0)
-    labels = jnp.argmin(d2, axis=-1)
-    min_d2 = jnp.min(d2, axis=-1)
-    onehot = jax.nn.one_hot(labels, k, dtype=c.dtype) * w[:, None]
-    n_j = jnp.sum(onehot, 0)
-    # Full precision: accelerators' default matmul precision would round x to bfloat16 here.
-    sums = jnp.matmul(onehot.T, x, precision=jax.lax.Precision.HIGHEST)
+    sums, n_j, min_d2 = cluster_sums(c, x, w)
     new_counts = counts + n_j
     step = (sums - n_j[:, None] * c) / jnp.maximum(new_counts, 1e-30)[:, None]
     new = MiniBatchState(jnp.where(n_j[:, None] > 0, c + step, c), new_counts)
@@ -333,8 +357,11 @@ def fit_minibatch(
     reassignment_ratio: float = 0.01,
     reassign_every: int = 10,
     log_every: int = 100,
+    refine_batches: int = 0,
+    refine_passes: int = 0,
 ) -> tuple[jax.Array, jax.Array]:
-    """Mini-batch k-means over a stream of `[n, d]` batches: (centroids [k, d], counts [k]).
+    """Mini-batch k-means over a stream of `[n, d]` batches: (centroids [k, d], counts [k], the
+    weight each centroid absorbed from the stream).
 
     Seeds with k-means++ (`init="kmeans++"`) or k random points (`"sample"`) of `init_points`,
     or of the first batch when `init_points` is None (that batch is then also trained on), and
@@ -347,6 +374,14 @@ def fit_minibatch(
     padded with rows of weight 0, which change nothing. The batches are global: in a
     multi-process run pass `jax.Array`s already laid out on the mesh. Progress (points seen,
     inertia per point over the last `log_every` batches) is logged to the "audiolm_jax" logger.
+
+    `refine_batches` > 0 and `refine_passes` > 0: the first `refine_batches` batches of the
+    stream are kept (on the devices, laid out like the stream) and, after the stream, up to
+    `refine_passes` full Lloyd iterations over them polish the centroids; passes stop early
+    once the inertia improves by less than 1e-4 of itself. Sculley's per-centroid rates
+    1 / count freeze centroids early; measured: tests/test_kmeans.py's overlapping mixture
+    5% lower inertia (below full-batch Lloyd's), w2v_bert_tiny features of 8 s piano clips 2%
+    lower held-out inertia (10.79 -> 10.55 per point). Memory: the kept batches.
     """
     if init not in ("kmeans++", "sample"):
         raise ValueError(f"k-means init must be 'kmeans++' or 'sample', got {init!r}")
@@ -375,6 +410,8 @@ def fit_minibatch(
         state = jax.device_put(state, jax.sharding.NamedSharding(mesh, P()))
 
     seen, window_inertia, window_points = 0, jnp.zeros((), jnp.float32), 0
+    kept: list[tuple[Any, Any]] = []
+    keep = refine_batches if refine_passes > 0 else 0
     if steps is not None:
         it = itertools.islice(it, steps)
     for step, x in enumerate(it):
@@ -389,6 +426,8 @@ def fit_minibatch(
             x = jnp.concatenate([jnp.asarray(x), jnp.zeros((pad, d), jnp.float32)])
         if mesh is not None:
             x, w = jax.device_put((x, w), rows)
+        if len(kept) < keep:
+            kept.append((x, w))
         reassign = reassign_every > 0 and (step + 1) % reassign_every == 0
         ratio = np.float32(reassignment_ratio if reassign else 0.0)
         state, batch_inertia = _minibatch_step(
@@ -406,7 +445,50 @@ def fit_minibatch(
                 window_points,
             )
             window_inertia, window_points = jnp.zeros((), jnp.float32), 0
-    return state.centroids, state.counts
+    centroids = state.centroids
+    if kept:
+        centroids = _refine(centroids, kept, refine_passes, mesh, data_axis)
+    return centroids, state.counts
+
+
+def _refine(centroids, kept, passes: int, mesh, data_axis: str) -> jax.Array:
+    """`fit_minibatch`'s Lloyd polish over the kept (x [n, d], w [n]) batches, stacked to
+    [b, n_max, d] (shorter ones padded with weight-0 rows) along the stream's layout."""
+    n_max = max(int(x.shape[0]) for x, _ in kept)
+    out_shardings = None
+    if mesh is not None:
+        P = jax.sharding.PartitionSpec
+        out_shardings = (
+            jax.sharding.NamedSharding(mesh, P(None, data_axis)),
+            jax.sharding.NamedSharding(mesh, P(None, data_axis)),
+        )
+
+    @functools.partial(jax.jit, out_shardings=out_shardings)
+    def stack(pairs):
+        xs = [
+            jnp.pad(jnp.asarray(x, jnp.float32), ((0, n_max - x.shape[0]), (0, 0)))
+            for x, _ in pairs
+        ]
+        ws = [jnp.pad(jnp.asarray(w, jnp.float32), (0, n_max - w.shape[0])) for _, w in pairs]
+        return jnp.stack(xs), jnp.stack(ws)
+
+    x, w = stack(kept)
+    points = float(jnp.sum(w))
+    previous = None
+    for i in range(passes):
+        new, _, total = _lloyd_pass(centroids, x, w)
+        total = float(total)
+        if previous is not None and previous - total < 1e-4 * previous:
+            break  # `centroids` already gave `total`; `new` would barely differ
+        centroids, previous = new, total
+        log.info(
+            "k-means refinement pass %d/%d over %d points: inertia/point %.5g",
+            i + 1,
+            passes,
+            int(points),
+            total / max(points, 1.0),
+        )
+    return centroids
 
 
 # --- Checkpoints --------------------------------------------------------------------------------

@@ -507,6 +507,12 @@ def run_dry_run(
     from audiolm_jax import tasks
     from audiolm_jax.train.dry_run import dry_run, local_attention
 
+    if "parts" in config and "model" not in config:
+        raise ValueError(
+            f"--dry_run plans one model's train step; config {config.get('name')!r} is a "
+            f"workflow of several parts ({', '.join(config.parts.keys())}); dry-run one part's "
+            "own config instead (configs/*_tiny.py, e.g. --config=coarse_cache_tiny)"
+        )
     swapped = local_attention(config, target)
     model, train_source, _ = tasks.build(config, shapes_only=True)
     report = dry_run(config, model, train_source, devices=devices, target=target)

@@ -24,6 +24,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--workdir", default="runs/piano_quickstart")
     parser.add_argument("--prompts", type=int, default=60)
+    parser.add_argument("--pipeline", default="", help="default: <workdir>/pipeline")
     parser.add_argument("--prompt_seconds", type=float, default=3.0)
     parser.add_argument("--seconds", type=float, default=4.0)
     args = parser.parse_args()
@@ -36,7 +37,7 @@ def main() -> None:
     from audiolm_jax.eval.key import estimate_key, same_key
     from audiolm_jax.sampling.pipeline import load_pipeline
 
-    pipe = load_pipeline(os.path.join(args.workdir, "pipeline"))
+    pipe = load_pipeline(args.pipeline or os.path.join(args.workdir, "pipeline"))
     prompts = []
     data = os.path.join(args.workdir, "dataset", "tfds")
     for ex in load_examples(data, "piano_corpus", "validation"):

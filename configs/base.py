@@ -172,10 +172,15 @@ def w2v_bert(**overrides) -> ml_collections.ConfigDict:
             remat="none",
             dtype="float32",
             attention_impl=ml_collections.FieldReference(None, field_type=str),
+            mel_mean_norm=True,  # per-utterance log-mel mean subtraction (speech; off for music)
         )
     )
     # k-means over one layer (launch.py --mode=fit_kmeans): `steps` mini-batches of
-    # `batch_size` clips, the first `init_batches` of them seed k-means++.
+    # `batch_size` clips, the first `init_batches` of them seed k-means++; then up to
+    # `refine_passes` Lloyd iterations over the first `refine_batches` (kept in device memory:
+    # XL's 64 x 16 clips of 10 s are 64 x 4000 frames x 1024 floats, 1 GB over the mesh).
+    # Features depend on the clip length the model sees: fit on clips about as long as the
+    # audio that will be tokenized (`clip_seconds`).
     c.semantic = ml_collections.ConfigDict(
         dict(
             layer=19,
@@ -184,6 +189,9 @@ def w2v_bert(**overrides) -> ml_collections.ConfigDict:
             steps=2000,
             init_batches=4,
             batch_size=16,
+            refine_batches=64,
+            refine_passes=20,
+            clip_seconds=0.0,  # > 0: clip length of the fit's audio (0: data.clip_seconds)
             overwrite=False,
         )
     )

@@ -255,3 +255,23 @@ def test_minibatch_kmeans_on_eight_devices_equals_one_device():
     assert r["workflow_codes_used"] >= 2 and r["workflow_ids_shape"] == [1, 25]
     assert r["workflow_loaded_equals_fitted"]
     assert r["centroid_devices"] == 8 and r["replicated"] and r["one_device"] == 1
+
+
+def test_refinement_passes_reach_full_batch_lloyd():
+    """fit_minibatch's Lloyd polish over the kept batches: never worse than the stream alone,
+    and within 1% of full-batch Lloyd from k-means++ on the same points."""
+    centers = mixture(64, 16, spread=2.0)
+    batches, n = 16, 1024
+    plain, _ = kmeans.fit_minibatch(stream(centers, batches, n), 32, jax.random.key(0))
+    refined, counts = kmeans.fit_minibatch(
+        stream(centers, batches, n),
+        32,
+        jax.random.key(0),
+        refine_batches=batches,
+        refine_passes=50,
+    )
+    assert float(jnp.sum(counts)) <= batches * n  # counts are still the stream's weights
+    everything = jnp.asarray(np.concatenate(list(stream(centers, batches, n))))
+    lloyd, _ = fit(everything, k=32, rng=jax.random.key(0), iters=50)
+    mb, ref, full = (float(inertia(everything, c)) for c in (plain, refined, lloyd))
+    assert ref < mb and ref <= 1.01 * full, (mb, ref, full)

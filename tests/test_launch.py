@@ -211,3 +211,9 @@ def test_generate_without_a_pipeline_says_where_it_looked(tmp_path):
     (tmp_path / "empty").mkdir()
     out = _launch("--mode=generate", f"--pipeline={tmp_path / 'empty'}", "--seconds=1")
     assert out.returncode == 2 and "no semantic stage" in out.stderr
+
+
+def test_dry_run_of_a_workflow_config_names_its_parts(tmp_path):
+    r = run_launch("--config=quickstart", "--dry_run", f"--workdir={tmp_path}")
+    assert r.returncode == 2, r.stderr[-2000:]
+    assert "workflow of several parts" in r.stderr and "coarse" in r.stderr

@@ -220,3 +220,37 @@ def test_fit_kmeans_mode_then_load_and_encode(tmp_path):
 def test_load_without_kmeans_names_the_fix(tmp_path):
     with pytest.raises(FileNotFoundError, match="no checkpoints"):
         semantic.load(str(tmp_path))
+
+
+def test_mel_mean_norm_off_keeps_a_frames_features_independent_of_the_rest_of_the_clip():
+    """`mel_mean_norm=False` (music): a frame's log-mel does not change with what else the clip
+    holds; with the default per-utterance mean subtraction it does, and each bin averages 0."""
+    import dataclasses
+
+    rng = np.random.default_rng(3)
+    t = np.arange(32000) / 16000
+    wav = (0.1 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+    longer = np.concatenate([wav, rng.normal(0, 0.1, 32000).astype(np.float32)])
+    raw = dataclasses.replace(TINY, mel_mean_norm=False)
+    a = np.asarray(wb.log_mel(raw, jnp.asarray(wav[None])))[0, :150]
+    b = np.asarray(wb.log_mel(raw, jnp.asarray(longer[None])))[0, :150]
+    np.testing.assert_allclose(a, b, atol=1e-4)
+    normed = np.asarray(wb.log_mel(TINY, jnp.asarray(wav[None])))[0]
+    np.testing.assert_allclose(normed.mean(0), 0.0, atol=1e-3)
+    normed_longer = np.asarray(wb.log_mel(TINY, jnp.asarray(longer[None])))[0, :150]
+    assert np.abs(normed[:150] - normed_longer).max() > 1.0
+
+
+def test_fit_kmeans_clips_are_semantic_clip_seconds_long_without_speed_perturbation():
+    from audiolm_jax.config import load_config
+    from audiolm_jax.semantic.fit import _sources
+
+    config = load_config("w2v_bert_tiny")
+    config.data.speed_perturb = 0.2
+    train, _ = _sources(config, 2, 16000)
+    assert next(iter(train))["wav"].shape == (2, int(config.data.clip_seconds * 16000))
+    config.semantic.clip_seconds = 3.0
+    train, held_out = _sources(config, 2, 16000)
+    assert next(iter(train))["wav"].shape == (2, 48000)
+    assert next(iter(held_out))["wav"].shape == (2, 48000)
+    assert train.speed_perturb == 0.0

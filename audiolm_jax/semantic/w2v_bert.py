@@ -98,6 +98,10 @@ class W2VBertConfig:
     layer_norm_eps: float = 1e-6  # of every conformer LayerNorm
     # Of the feed-forwards and the conv module: swish | gelu | gelu_tanh | relu.
     activation: str = "swish"
+    # Subtract each mel bin's mean over the utterance (`log_mel`). Right for speech (it removes
+    # a voice's or microphone's colouring); on music a clip's mean spectrum is its notes: off
+    # for piano (configs/piano_quickstart.py), where it halved the tokens' pitch information.
+    mel_mean_norm: bool = True
 
     @property
     def samples_per_frame(self) -> int:
@@ -137,15 +141,20 @@ def num_frames(cfg: W2VBertConfig, samples: int) -> int:
 
 
 def log_mel(cfg: W2VBertConfig, wav: jax.Array) -> jax.Array:
-    """`[b, 4 * frames, n_mels]` log-mel features, each bin minus its mean over the utterance.
+    """`[b, 4 * frames, n_mels]` log-mel features, each bin minus its mean over the utterance
+    when `cfg.mel_mean_norm`.
 
     Log of the mel magnitude floored at 1e-5 (silence gives a finite constant, never -inf);
     subtracting the per-utterance mean removes a fixed channel colouring (a voice's or a
-    microphone's spectral tilt), as cepstral mean normalisation does.
+    microphone's spectral tilt), as cepstral mean normalisation does. It also makes every
+    feature depend on the whole clip, so k-means should see clips as long as those tokenized
+    (`config.semantic.clip_seconds`).
     """
     frames = num_frames(cfg, wav.shape[1]) * SUBSAMPLING
     mel = dsp.mel_spectrogram(wav, cfg.sample_rate, cfg.n_fft, cfg.hop, cfg.n_mels)[:, :frames]
     logmel = jnp.log(jnp.maximum(mel, 1e-5))
+    if not cfg.mel_mean_norm:
+        return logmel
     return logmel - jnp.mean(logmel, axis=1, keepdims=True)
 
 
