@@ -30,7 +30,9 @@ def main():
     first = next(batches(1, 1020))
     outliers = 100.0 + np.random.default_rng(9).normal(size=(6, first.shape[1]))
     init_points = np.concatenate([first, outliers.astype(np.float32)])
+    # The Lloyd refinement over the first 10 (padded: 1020 rows over 8 shards) batches too.
     kwargs = dict(k=16, init_points=init_points, reassignment_ratio=0.05, reassign_every=5)
+    kwargs.update(refine_batches=10, refine_passes=5)
     one_c, one_n = kmeans.fit_minibatch(batches(30, 1020), rng=jax.random.key(3), **kwargs)
     many_c, many_n = kmeans.fit_minibatch(
         batches(30, 1020), rng=jax.random.key(3), mesh=mesh, **kwargs
