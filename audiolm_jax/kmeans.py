@@ -107,20 +107,18 @@ def lloyd(
 ) -> tuple[jax.Array, jax.Array]:
     """`iters` Lloyd iterations; returns (centroids, cluster sizes of the last assignment).
     An empty cluster keeps its centroid."""
-    k = centroids.shape[0]
     if spherical:
         x = normalize(x)
 
+    ones = jnp.ones(x.shape[:1], x.dtype)
+
     def step(_, c):
-        onehot = jax.nn.one_hot(assign(x, c), k, dtype=x.dtype)
-        counts = onehot.sum(0)
-        means = (onehot.T @ x) / jnp.maximum(counts, 1.0)[:, None]
-        new = jnp.where(counts[:, None] > 0, means, c)
+        sums, counts, _ = cluster_sums(c, x, ones)
+        new = _cluster_means(sums, counts, c)
         return normalize(new) if spherical else new
 
     c = jax.lax.fori_loop(0, iters, step, normalize(centroids) if spherical else centroids)
-    counts = jax.nn.one_hot(assign(x, c), k, dtype=x.dtype).sum(0)
-    return c, counts
+    return c, cluster_sums(c, x, ones)[1]
 
 
 def fit(
@@ -246,8 +244,14 @@ def _lloyd_pass(centroids: jax.Array, x: jax.Array, w: jax.Array):
 
     zeros = (jnp.zeros_like(centroids), jnp.zeros(centroids.shape[:1]), jnp.zeros(()))
     (sums, n_j, total), _ = jax.lax.scan(add, zeros, (x, w))
-    means = sums / jnp.maximum(n_j, 1e-30)[:, None]
-    return jnp.where(n_j[:, None] > 0, means, centroids), n_j, total
+    return _cluster_means(sums, n_j, centroids), n_j, total
+
+
+def _cluster_means(sums: jax.Array, weights: jax.Array, centroids: jax.Array) -> jax.Array:
+    """A Lloyd update from `cluster_sums`: each cluster's weighted mean; an empty cluster keeps
+    its centroid."""
+    means = sums / jnp.maximum(weights, 1e-30)[:, None]
+    return jnp.where(weights[:, None] > 0, means, centroids)
 
 
 class MiniBatchState(NamedTuple):

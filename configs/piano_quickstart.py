@@ -31,7 +31,10 @@ def get_config():
     # No per-clip log-mel mean subtraction: on piano a clip's mean spectrum is its notes.
     # k-means sees whole pieces, as the token cache does (features depend on the context).
     parts["tokenizer"]["w2v_bert"]["mel_mean_norm"] = False
-    parts["tokenizer"]["semantic"].update(clip_seconds=c.piano.seconds, steps=30, batch_size=8)
+    # (A reference: --config.piano.seconds=... moves the fit's clip length with it.)
+    parts["tokenizer"]["semantic"].update(
+        clip_seconds=c.piano.get_ref("seconds"), steps=30, batch_size=8
+    )
     parts["corpus"]["corpus"].update(name="piano_corpus", eval_speaker_count=60)
     parts["semantic"] = piano_semantic_tiny.get_config()
     parts["coarse"] = piano_coarse_tiny.get_config()
