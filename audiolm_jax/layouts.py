@@ -34,11 +34,13 @@ Sequences (F frames; m semantic ids after de-duplication; k <= C frames per fine
     fine      BOS y_1^1 .. y_k^Q' SEP y_1^Q'+1 .. y_k^Q  PAD..   loss on the fine y only
 
 Stages 1 and 2 drop consecutive repeats of z (paper sec. 4.2); the run lengths come back so a
-continuation can map de-duplicated ids to frames. Acoustic codes are flattened row-major over
-(frame, level). The fine stage works on non-overlapping chunks of C = 3 s, each right-padded
-with PAD to 2 + C * Q tokens. `loss_mask[i]` is True where `tokens[i]` is a target: the model
-predicts tokens[i] from tokens[:i], so a trainer feeds tokens[:-1] and scores tokens[1:] with
-weights loss_mask[1:].
+continuation can map de-duplicated ids to frames. With `coarse_semantic="aligned"` (an option,
+not the paper's) the coarse prefix keeps every frame's z and the LM is also given, at each
+acoustic position, the z under the frame it predicts (`TokenLayout.coarse_conditioning`).
+Acoustic codes are flattened row-major over (frame, level). The fine stage works on
+non-overlapping chunks of C = 3 s, each right-padded with PAD to 2 + C * Q tokens.
+`loss_mask[i]` is True where `tokens[i]` is a target: the model predicts tokens[i] from
+tokens[:i], so a trainer feeds tokens[:-1] and scores tokens[1:] with weights loss_mask[1:].
 
 "start" below is the position of the first generated token: 1 (semantic), m + 2 (coarse),
 k * Q' + 2 (fine); `generation_start` computes it.
@@ -59,6 +61,7 @@ PAD, BOS, EOS, SEP = 0, 1, 2, 3
 NUM_SPECIALS = 4
 VOCAB_MULTIPLE = 128
 STAGES = ("semantic", "coarse", "fine")
+COARSE_SEMANTIC = ("dedup", "aligned")
 
 
 class Sequence(NamedTuple):
@@ -125,6 +128,12 @@ class TokenLayout:
     has_fine_stage: bool = True
     semantic_crop_seconds: float = 30.0
     coarse_crop_seconds: float = 10.0
+    # How the coarse stage sees its semantic ids. "dedup" (the paper, sec. 4.2): consecutive
+    # repeats dropped, the ids only as a prefix. "aligned" (our option, not the paper's): every
+    # frame's id kept in the prefix, and each acoustic position is also given the id of the
+    # frame it predicts (`coarse_conditioning`, added through the LM's `cond_embed`): with a
+    # relative position bias the LM has no other way to find the id under a frame.
+    coarse_semantic: str = "dedup"
 
     # Fields a config must state: rates and sizes differ per tokenizer, so a default would hide
     # a config that forgot one. The rest default to the paper.
@@ -151,6 +160,10 @@ class TokenLayout:
             raise ValueError(
                 f"without a fine stage coarse_levels ({qc}) must equal acoustic_levels ({q}), "
                 "or levels above coarse_levels would never be modelled"
+            )
+        if self.coarse_semantic not in COARSE_SEMANTIC:
+            raise ValueError(
+                f"coarse_semantic must be one of {COARSE_SEMANTIC}, got {self.coarse_semantic!r}"
             )
         # Touch every derived length so a bad rate/duration fails here, not mid-epoch.
         _ = (self.semantic_crop_tokens, self.coarse_crop_frames, self.coarse_crop_semantic)
@@ -343,11 +356,50 @@ class TokenLayout:
         EOS tells the sampler that the acoustic tokens have caught up with the semantic prefix;
         a sampling prompt (semantic ids plus prompt frames) is built with add_eos=False.
         """
-        unique, run_lengths = dedup(self._check_semantic(semantic_ids))
+        unique, run_lengths = self.coarse_prefix(semantic_ids)
         acoustic = self.codes_to_tokens("coarse", self._check_codes(codes, self.coarse_levels))
         parts = [[BOS], unique + NUM_SPECIALS, [SEP], acoustic] + [[EOS]] * add_eos
         tokens = np.concatenate(parts).astype(np.int32)
         return Sequence(tokens, np.arange(tokens.size) >= 2 + unique.size, run_lengths)
+
+    def coarse_prefix(self, semantic_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The coarse stage's semantic prefix: (ids [m], run_lengths [m]); repeats dropped
+        unless coarse_semantic is "aligned" (then every frame's id, runs of 1)."""
+        ids = self._check_semantic(semantic_ids)
+        if self.coarse_semantic == "aligned":
+            return ids, np.ones(ids.shape, np.int32)
+        return dedup(ids)
+
+    def coarse_conditioning(self, tokens, positions=None):
+        """The "aligned" coarse stage's per-position conditioning (jnp or numpy, jit-safe).
+
+        tokens [batch, length]: coarse LM inputs (BOS z_1..z_S SEP y.., possibly packed, with
+        `positions` [batch, length] restarting at 0 on each example's BOS). Returns int32
+        [batch, length]: at input position i, the token id (4 + z) of the semantic id whose
+        time covers the frame of the token predicted there (tokens[i + 1]); PAD (0) in the
+        prefix, and where that frame lies past the ids. Frame f of an aligned crop starts at
+        semantic id floor(f * a / b) for crop_unit (a, b), as `aligned_crop` cuts them.
+        """
+        xp = _xp(tokens, positions)
+        tokens = xp.asarray(tokens)
+        length = tokens.shape[-1]
+        idx = xp.arange(length, dtype=np.int32)
+        if positions is None:
+            positions = xp.broadcast_to(idx, tokens.shape)
+        first = idx - xp.asarray(positions)  # where each position's example starts
+        marks = xp.where(tokens == SEP, idx, -1)
+        if xp is jnp:
+            sep = jax.lax.cummax(marks, axis=marks.ndim - 1)
+        else:
+            sep = np.maximum.accumulate(marks, axis=-1)
+        a, b = self.crop_unit
+        frame = (idx - sep) // self.coarse_levels
+        j = frame * a // b
+        src = xp.clip(first + 1 + j, 0, length - 1)
+        z = xp.take_along_axis(tokens, src.astype(np.int32), axis=-1)
+        ok = (sep >= first) & (sep >= 0) & (first + 1 + j < sep)
+        ok = ok & (z >= NUM_SPECIALS) & (z < NUM_SPECIALS + self.semantic_vocab)
+        return xp.where(ok, z, PAD).astype(np.int32)
 
     def parse_coarse(self, tokens: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The inverse of stage 2: tokens [length] -> (semantic ids [m], codes [frames, Q']).

@@ -75,13 +75,34 @@ class ShapeBatches:
 
 def build_lm(config: Any, shapes_only: bool = False) -> tuple[Model, DataSource, DataSource]:
     """A stage LM on its token source (shapes_only: on `ShapeBatches` of the cache's shapes)."""
+    from audiolm_jax.layouts import TokenLayout
     from audiolm_jax.lm.model import LanguageModel
     from audiolm_jax.lm.transformer import TransformerConfig
 
-    model = LanguageModel(TransformerConfig.from_config(config.lm), z_loss=config.z_loss)
-    if shapes_only and config.data.source == "cache":
-        return model, ShapeBatches(config.data.batch_size, config.data.seq_len), None
-    return (model, *_lm_sources(config))
+    cfg = TransformerConfig.from_config(config.lm)
+    d = config.data
+    if shapes_only and d.source == "cache":
+        sources = (ShapeBatches(d.batch_size, d.seq_len), None)
+        layout = None  # the cache (sizes, rates) may not be on this machine
+    else:
+        sources = _lm_sources(config)
+        layout = TokenLayout(**d.resolved.layout.to_dict()) if d.source == "cache" else None
+    how = d.get("layout", {}).get("coarse_semantic", "dedup") if d.source == "cache" else None
+    aligned = d.get("stage") == "coarse" and how == "aligned"
+    if aligned != cfg.cond_embed:
+        raise ValueError(
+            "config.data.layout.coarse_semantic='aligned' (coarse stage) needs "
+            "--config.lm.cond_embed=True"
+            if aligned
+            else "config.lm.cond_embed=True is only for the coarse stage with "
+            "config.data.layout.coarse_semantic='aligned'"
+        )
+    conditioning = None
+    if aligned:
+        # Shapes only: any ids of the right shape do (the values need the cache's layout).
+        conditioning = layout.coarse_conditioning if layout else lambda ids, pos: ids * 0
+    model = LanguageModel(cfg, z_loss=config.z_loss, conditioning=conditioning)
+    return (model, *sources)
 
 
 def audio_sources(config: Any, sample_rate: int) -> tuple[DataSource, DataSource]:

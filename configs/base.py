@@ -27,6 +27,7 @@ def lm(**overrides) -> ml_collections.ConfigDict:
             dtype="float32",
             attention_impl=ml_collections.FieldReference(None, field_type=str),
             tie_embeddings=False,
+            cond_embed=False,  # True for a coarse stage with layout.coarse_semantic="aligned"
         )
     )
     cfg.update(overrides)

@@ -56,12 +56,14 @@ def tiny_stage(name: str, seed: int, layout):
     from audiolm_jax.lm.transformer import Transformer, TransformerConfig
     from audiolm_jax.sampling.pipeline import Stage
 
+    aligned = name == "coarse" and layout.coarse_semantic == "aligned"
     cfg = TransformerConfig(
         vocab_size=layout.vocab_size(name), num_layers=2, num_heads=2, d_model=32, d_ff=64,
-        dropout=0.0,
+        dropout=0.0, cond_embed=aligned,
     )  # fmt: skip
     ids = jnp.zeros((1, 8), jnp.int32)
-    params = nn.unbox(Transformer(cfg).init(jax.random.key(seed), ids)["params"])
+    cond = ids if aligned else None
+    params = nn.unbox(Transformer(cfg).init(jax.random.key(seed), ids, cond=cond)["params"])
     return Stage(name, cfg, params, layout.max_length(name))
 
 

@@ -159,3 +159,43 @@ def test_no_fine_stage_pipeline_samples_every_level_in_the_coarse_stage(pipe, pr
     audio, tok = sample(p, prompt, seconds=1.0, rng=jax.random.key(0), return_tokens=True)
     assert audio.shape == (1, 16000) and tok.codes.shape[2] == 4
     assert tok.codes.max() < piano.codebook_size
+
+
+def test_aligned_coarse_stage_windows_line_up_ids_and_frames(pipe, prompt, monkeypatch):
+    """coarse_semantic="aligned": every coarse window starts on the crop grid with each
+    frame's semantic id in its prefix (the prompt's own ids where the prompt covers it) and
+    the per-position conditioning of that prefix; sampling past the context and scoring work,
+    and a pipeline whose coarse stage lacks the conditioning embedding is refused."""
+    from audiolm_jax.sampling import pipeline as pipeline_lib
+
+    lay = dataclasses.replace(LAYOUT, coarse_semantic="aligned")
+    p = dataclasses.replace(pipe, layout=lay, coarse=_stage("coarse", 5, lay))
+    calls = []
+    real = pipeline_lib.sample_tokens
+
+    def spy(cfg, params, buf, **kw):
+        if cfg.cond_embed:
+            calls.append((np.asarray(buf), np.asarray(kw["cond"]), int(kw["prompt_len"])))
+        return real(cfg, params, buf, **kw)
+
+    monkeypatch.setattr(pipeline_lib, "sample_tokens", spy)
+    ids, _, codes = tokenize_prompt(p, prompt, 16000)
+    audio, tok = sample(p, prompt, seconds=2.0, rng=jax.random.key(0), return_tokens=True)
+    assert audio.shape == (1, 32000) and np.isfinite(audio).all()
+    np.testing.assert_array_equal(tok.codes[0, : len(codes)], codes)
+    a, b = lay.crop_unit
+    crop = lay.coarse_crop_frames
+    assert len(calls) >= 3  # 2 s past a 1.5 s prompt in 1 s windows that advance 0.5 s
+    buf, cond, p0 = calls[0]
+    w0 = (len(codes) - crop // 2) // b * b
+    m = crop * a // b  # a whole window of ids: the prompt's, then generated ones
+    np.testing.assert_array_equal(buf[0, 1 : 1 + len(ids) - w0 * a // b], ids[w0 * a // b :] + 4)
+    assert buf[0, 1 + m] == layouts.SEP and p0 == 2 + m + (len(codes) - w0) * lay.coarse_levels
+    known = lay.codes_to_tokens("coarse", codes[w0:, : lay.coarse_levels])
+    np.testing.assert_array_equal(buf[0, 2 + m : p0], known)
+    np.testing.assert_array_equal(cond, lay.coarse_conditioning(buf))
+    assert (cond[0, 1 + m : p0] > 0).all()
+    out = score(p, prompt, sample_rate=16000)
+    assert 0 < out["coarse"]["nats_per_token"] < 10
+    with pytest.raises(PipelineMismatchError, match="conditioning embedding"):
+        dataclasses.replace(p, coarse=_stage("coarse", 5, LAYOUT))

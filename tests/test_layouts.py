@@ -304,3 +304,47 @@ def test_aligned_crop_covers_the_same_audio(name, unit):
 def test_import_does_not_pull_in_tensorflow():
     code = "import audiolm_jax.layouts, sys; assert 'tensorflow' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_aligned_coarse_conditioning_names_each_frames_semantic_id(name):
+    """coarse_semantic="aligned": the prefix keeps every id, and each input position is given
+    the id under the frame of the token it predicts; packed examples never see each other's
+    ids; numpy and jitted jnp agree."""
+    import dataclasses
+
+    lay = dataclasses.replace(PRESETS[name], coarse_semantic="aligned")
+    a, b = lay.crop_unit
+    qc = lay.coarse_levels
+    examples = []
+    for seed, seconds in ((0, 0.4), (1, 0.32)):
+        sem, codes = _utterance(lay, seconds, seed)
+        units = min(len(sem) // a, len(codes) // b)
+        sem, codes = sem[: units * a], codes[: units * b]
+        seq = lay.coarse_sequence(sem, codes)
+        assert seq.tokens[1] == NUM_SPECIALS + sem[0] and seq.tokens[1 + len(sem)] == SEP
+        np.testing.assert_array_equal(seq.tokens[1 : 1 + len(sem)], sem + NUM_SPECIALS)
+        examples.append((sem, codes, seq.tokens[:-1]))  # model inputs: all but the last
+    tokens = np.concatenate([t for *_, t in examples])[None]
+    positions = np.concatenate([np.arange(t.size) for *_, t in examples])[None]
+    cond = lay.coarse_conditioning(tokens, positions)
+    traced = jax.jit(lay.coarse_conditioning)(jnp.asarray(tokens), jnp.asarray(positions))
+    np.testing.assert_array_equal(np.asarray(traced), cond)
+    at = 0
+    for sem, codes, t in examples:
+        c = cond[0, at : at + t.size]
+        sep = 1 + len(sem)
+        assert (c[:sep] == PAD).all()  # the prefix has no conditioning
+        for i in range(sep, t.size):  # input i predicts acoustic token i - sep of the crop
+            frame = (i - sep) // qc
+            want = sem[frame * a // b] + NUM_SPECIALS if frame < len(codes) else PAD
+            assert c[i] == want, (i, c[i], want)
+        at += t.size
+    # Without "aligned" the prefix drops repeats, as the paper does.
+    plain = PRESETS[name].coarse_sequence(sem, codes)
+    assert plain.tokens.size == 3 + dedup(sem)[0].size + codes.shape[0] * qc
+
+
+def test_coarse_semantic_must_be_known():
+    with pytest.raises(ValueError, match="coarse_semantic must be one of"):
+        TokenLayout(**{**PRESETS["paper"].__dict__, "coarse_semantic": "interleaved"})

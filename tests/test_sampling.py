@@ -20,6 +20,29 @@ def lm():
     return cfg, nn.unbox(Transformer(cfg).init(jax.random.key(0), ids)["params"])
 
 
+def test_kv_cache_decoding_with_conditioning_ids_equals_full_forward():
+    """A `cond_embed` model: the compiled loop reads each position's conditioning id, and its
+    logits equal the full forward pass over the same tokens and ids; the ids matter."""
+    cfg = TransformerConfig(
+        vocab_size=50, num_layers=2, num_heads=2, d_model=32, d_ff=64, dropout=0.0, cond_embed=True
+    )
+    n, p = 16, 5
+    cond = jax.random.randint(jax.random.key(3), (2, n), 0, 50)
+    prompt = jax.random.randint(jax.random.key(4), (2, p), 0, 50)
+    params = nn.unbox(Transformer(cfg).init(jax.random.key(0), prompt, cond=cond[:, :p])["params"])
+    tokens, seen = sample_tokens(
+        cfg, params, prompt, max_len=n, rng=jax.random.key(1), cond=cond, return_logits=True
+    )
+    full = Transformer(cfg).apply({"params": params}, tokens, cond=cond)
+    np.testing.assert_allclose(seen[:, p:, :50], full[:, p - 1 : n - 1, :50], atol=1e-4)
+    other = Transformer(cfg).apply({"params": params}, tokens, cond=jnp.zeros_like(cond))
+    assert not np.allclose(other[:, p:], full[:, p:], atol=1e-3)
+    with pytest.raises(ValueError, match="cond_embed is set"):
+        Transformer(cfg).apply({"params": params}, tokens)
+    with pytest.raises(ValueError, match=r"cond must be \[batch, max_len\]"):
+        sample_tokens(cfg, params, prompt, max_len=n, rng=jax.random.key(1), cond=cond[:, :8])
+
+
 @pytest.mark.parametrize("position", ["t5", "rope"])
 def test_kv_cache_decoding_equals_full_forward(position):
     cfg = TransformerConfig(

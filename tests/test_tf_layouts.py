@@ -70,9 +70,10 @@ def test_semantic_matches_numpy(name, add_eos):
     check()
 
 
+@pytest.mark.parametrize("how", ["dedup", "aligned"])
 @pytest.mark.parametrize("name", [*SPEECH, "piano"])
-def test_coarse_matches_numpy(name):
-    layout = PRESETS[name]
+def test_coarse_matches_numpy(name, how):
+    layout = dataclasses.replace(PRESETS[name], coarse_semantic=how)
     fn = _graph(lambda s, c: tf_layouts.coarse_sequence(layout, s, c), [None], [None, None])
 
     @FAST

@@ -246,6 +246,7 @@ LAYOUT_CONFIG_FIELDS = (
     "fine_chunk_seconds",
     "semantic_crop_seconds",
     "coarse_crop_seconds",
+    "coarse_semantic",
 )
 
 

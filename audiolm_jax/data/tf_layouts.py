@@ -78,8 +78,13 @@ def semantic_sequence(
 def coarse_sequence(
     layout: TokenLayout, semantic_ids: tf.Tensor, codes: tf.Tensor, add_eos: bool = True
 ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
-    """Stage 2: (semantic_ids [s], codes [frames, >= Q']) -> (tokens, loss_mask, run_lengths)."""
-    unique, run_lengths = dedup(_checked_semantic(layout, semantic_ids))
+    """Stage 2: (semantic_ids [s], codes [frames, >= Q']) -> (tokens, loss_mask, run_lengths).
+    The prefix keeps every id when layout.coarse_semantic is "aligned"."""
+    ids = _checked_semantic(layout, semantic_ids)
+    if layout.coarse_semantic == "aligned":
+        unique, run_lengths = ids, tf.ones_like(ids)
+    else:
+        unique, run_lengths = dedup(ids)
     coarse = _checked_codes(layout, codes, layout.coarse_levels)
     acoustic = codes_to_tokens(layout, "coarse", coarse, 0, layout.coarse_levels)
     tokens = tf.concat([[BOS], unique + NUM_SPECIALS, [SEP], acoustic] + [[EOS]] * add_eos, 0)

@@ -10,6 +10,7 @@ Batches (numpy or jax, all [batch, length]):
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -48,10 +49,25 @@ class LanguageModel(Model):
 
     groups = ("model",)
 
-    def __init__(self, cfg: TransformerConfig, z_loss: float = 0.0):
+    def __init__(
+        self,
+        cfg: TransformerConfig,
+        z_loss: float = 0.0,
+        conditioning: Callable[[jax.Array, jax.Array | None], jax.Array] | None = None,
+    ):
+        """conditioning(inputs, positions) -> cond ids, for an LM with `cfg.cond_embed` (the
+        "aligned" coarse stage: `TokenLayout.coarse_conditioning`)."""
+        if cfg.cond_embed and conditioning is None:
+            raise ValueError("lm.cond_embed is set but no conditioning function was given")
         self.cfg = cfg
         self.net = Transformer(cfg)
         self.z_loss = z_loss
+        self.conditioning = conditioning if cfg.cond_embed else None
+
+    def _cond(self, batch: Batch) -> jax.Array | None:
+        if self.conditioning is None:
+            return None
+        return self.conditioning(batch["inputs"], batch.get("positions"))
 
     def apply(self, params: Any, batch: Batch, *, rng: jax.Array | None = None) -> jax.Array:
         """Logits [batch, length, padded_vocab]; dropout on when `rng` is given."""
@@ -60,13 +76,18 @@ class LanguageModel(Model):
             batch["inputs"],
             batch.get("segment_ids"),
             batch.get("positions"),
+            cond=self._cond(batch),
             deterministic=rng is None,
             rngs={"dropout": rng} if rng is not None else None,
         )
 
     def init(self, rng, batch):
         variables = self.net.init(
-            {"params": rng}, batch["inputs"], batch.get("segment_ids"), batch.get("positions")
+            {"params": rng},
+            batch["inputs"],
+            batch.get("segment_ids"),
+            batch.get("positions"),
+            cond=self._cond(batch),
         )
         return {"model": variables["params"]}, {}
 

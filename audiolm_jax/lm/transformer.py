@@ -53,6 +53,10 @@ class TransformerConfig:
     # attention kernel; takes no additive bias, so it needs position="rope")
     attention_impl: str | None = None
     tie_embeddings: bool = False
+    # A second embedding table for per-position conditioning ids (`cond` of __call__, same id
+    # space as the tokens), added to the token embeddings: the "aligned" coarse layout feeds
+    # each acoustic position the semantic id of its frame (layouts.coarse_conditioning).
+    cond_embed: bool = False
 
     @property
     def padded_vocab(self) -> int:
@@ -314,13 +318,24 @@ class Transformer(nn.Module):
         segment_ids: jax.Array | None = None,
         positions: jax.Array | None = None,
         *,
+        cond: jax.Array | None = None,
         deterministic: bool = True,
     ) -> jax.Array:
         """Training/scoring: the whole sequence at once. Decoding (`decode_len` > 0, apply with
         `mutable=["cache"]`): `ids` [batch, n] continue the cached sequence, first call = prompt.
+        `cond` [batch, n]: conditioning ids at the same positions, required with
+        `cfg.cond_embed` (PAD = 0 where there is none) and refused without it.
         """
         cfg = self.cfg
         b, length = ids.shape
+        if cfg.cond_embed != (cond is not None):
+            raise ValueError(
+                "lm.cond_embed is set: pass cond ids [batch, length]"
+                if cfg.cond_embed
+                else "cond ids were given but lm.cond_embed is off"
+            )
+        if cond is not None and cond.shape != ids.shape:
+            raise ValueError(f"cond has shape {cond.shape}, the ids {ids.shape}")
         start = 0
         if self.decode_len:
             if segment_ids is not None:
@@ -331,7 +346,10 @@ class Transformer(nn.Module):
         if positions is None:
             positions = jnp.broadcast_to(start + jnp.arange(length, dtype=jnp.int32), (b, length))
         embed = Embed(cfg.padded_vocab, cfg.d_model, dtype=cfg.compute_dtype, name="embed")
-        x = constrain(embed(ids), ("batch", "length", "embed"))
+        x = embed(ids)
+        if cond is not None:
+            x = x + Embed(cfg.padded_vocab, cfg.d_model, dtype=cfg.compute_dtype, name="cond")(cond)
+        x = constrain(x, ("batch", "length", "embed"))
         x = Dropout(cfg.dropout, deterministic=deterministic)(x)
 
         q_idx = start + jnp.arange(length, dtype=jnp.int32)
@@ -422,6 +440,8 @@ def count_params(cfg: TransformerConfig) -> int:
     total = cfg.num_layers * per_layer + v * e + norm
     if not cfg.tie_embeddings:
         total += e * v
+    if cfg.cond_embed:
+        total += v * e
     if cfg.position == "t5":
         total += cfg.rel_buckets * h
     return total

@@ -77,6 +77,7 @@ def sample_tokens(
     prompt_len: int | jax.Array | None = None,
     stop_len: int | jax.Array | None = None,
     return_logits: bool = False,
+    cond: jax.Array | None = None,
 ):
     """Continues `prompt` [batch, p] (p >= 1, e.g. BOS) to tokens [batch, max_len].
 
@@ -96,6 +97,10 @@ def sample_tokens(
 
     return_logits: also return the fp32 logits each token was drawn from, [batch, max_len,
     vocab_padded] (zeros where nothing was drawn), before masks and filters, for tests.
+
+    cond: [batch, max_len] conditioning ids of every position, for a model with
+    `cfg.cond_embed` (the "aligned" coarse stage; `TokenLayout.coarse_conditioning` of the
+    prompt gives them, since they depend only on the prefix).
     """
     batch, p = prompt.shape
     if not 1 <= p <= max_len:
@@ -104,7 +109,18 @@ def sample_tokens(
     start = jnp.int32(p) if prompt_len is None else jnp.asarray(prompt_len, jnp.int32)
     stop = jnp.int32(max_len) if stop_len is None else jnp.minimum(stop_len, max_len)
     model = Transformer(cfg, decode_len=max_len)
-    logits, variables = model.apply({"params": params}, prompt, mutable=["cache"])
+    if cond is not None:
+        cond = jnp.asarray(cond, jnp.int32)
+        if cond.shape != (batch, max_len):
+            raise ValueError(
+                f"cond must be [batch, max_len] = {(batch, max_len)}, got {cond.shape}"
+            )
+    logits, variables = model.apply(
+        {"params": params},
+        prompt,
+        cond=None if cond is None else cond[:, :p],
+        mutable=["cache"],
+    )
     cache = dict(variables["cache"])
     cache["index"] = start  # decoding continues right after the prompt
     last = jnp.take_along_axis(logits, jnp.broadcast_to(start - 1, (batch, 1, 1)), axis=1)[:, 0]
@@ -113,7 +129,7 @@ def sample_tokens(
     tokens = jnp.where(jnp.arange(max_len) < start, tokens, pad_id)
     seen = jnp.zeros((batch, max_len, cfg.padded_vocab) if return_logits else (0,), jnp.float32)
 
-    def cond(carry):
+    def more(carry):
         pos, done = carry[3], carry[4]
         return (pos < stop) & ~jnp.all(done)
 
@@ -131,9 +147,12 @@ def sample_tokens(
         tokens = jax.lax.dynamic_update_slice(tokens, tok[:, None], (0, pos))
         if eos_id is not None:
             done = done | (tok == eos_id)
-        out, new = model.apply({"params": params, "cache": cache}, tok[:, None], mutable=["cache"])
+        c = None if cond is None else jax.lax.dynamic_slice_in_dim(cond, pos, 1, axis=1)
+        out, new = model.apply(
+            {"params": params, "cache": cache}, tok[:, None], cond=c, mutable=["cache"]
+        )
         return tokens, new["cache"], out[:, -1], pos + 1, done, seen
 
     carry = (tokens, cache, last, start, jnp.zeros(batch, bool), seen)
-    out = jax.lax.while_loop(cond, body, carry)
+    out = jax.lax.while_loop(more, body, carry)
     return (out[0], out[5]) if return_logits else out[0]

@@ -22,7 +22,10 @@ and 10 s coarse crops and 3 s fine chunks):
 - coarse: windows of `coarse_crop_seconds` over the acoustic frames. A window starts half a
   window before the first frame still to generate (its frames so far are the acoustic prompt)
   and is conditioned on the semantic ids that cover it, as training crops are; generated
-  semantic ids are spread evenly over the new seconds to place them in time.
+  semantic ids are spread evenly over the new seconds to place them in time. With the
+  "aligned" coarse layout (`TokenLayout.coarse_semantic`) a window starts on the crop grid,
+  its prefix holds every frame's id and each position gets the id of its frame
+  (`TokenLayout.coarse_conditioning`).
 - fine: non-overlapping chunks of `fine_chunk_seconds`, all sampled in one batch, as trained.
 
 So `seconds` is unbounded; the limits are compute (each window re-reads its context once) and
@@ -154,6 +157,12 @@ class Pipeline:
                 f"the fine stage reads {self.fine.context} tokens; a {lay.fine_chunk_seconds:g} "
                 f"s chunk needs {lay.max_length('fine')}"
             )
+        aligned = lay.coarse_semantic == "aligned"
+        if aligned != self.coarse.cfg.cond_embed:
+            problems.append(
+                f"the layout's coarse_semantic is {lay.coarse_semantic!r} but the coarse stage "
+                f"{'has no' if aligned else 'has a'} conditioning embedding (lm.cond_embed)"
+            )
         min_coarse = 3 + lay.coarse_levels
         if self.coarse.context < min_coarse:
             problems.append(f"the coarse stage's context {self.coarse.context} is too short")
@@ -257,6 +266,9 @@ def load_pipeline(
         if parts.get(name):
             stages[name], infos[name] = _stage_from_workdir(parts[name], name)
     layouts_seen = {n: TokenLayout(**i["layout"]) for n, i in infos.items()}
+    # Only the coarse stage's sequences depend on coarse_semantic: the others may differ there.
+    how = layouts_seen["coarse"].coarse_semantic
+    layouts_seen = {n: dataclasses.replace(v, coarse_semantic=how) for n, v in layouts_seen.items()}
     layout = layouts_seen["semantic"]
     for name, lay in layouts_seen.items():
         if lay != layout:
@@ -351,9 +363,11 @@ def _continue(
     temperature: float,
     top_k: int,
     top_p: float,
+    cond: np.ndarray | None = None,
 ) -> np.ndarray:
     """Tokens start .. stop - 1 of `buf` [rows, context], sampled after its first `start` (one
-    compilation per stage and row count: lengths and the mask table are traced)."""
+    compilation per stage and row count: lengths and the mask table are traced); `cond`
+    [rows, context]: the conditioning ids of a `cond_embed` stage."""
     tokens = sample_tokens(
         stage.cfg,
         stage.params,
@@ -366,6 +380,7 @@ def _continue(
         valid_table=table,
         prompt_len=start,
         stop_len=stop,
+        cond=None if cond is None else jnp.asarray(cond),
     )
     return np.asarray(tokens)[:, start:stop]
 
@@ -418,14 +433,42 @@ def _coarse_windows(
     [batch, g, Q'] prompt frames -> [batch, frames, Q'] (see the module docstring)."""
     stage, lay = pipe.coarse, pipe.layout
     n, qc = stage.context, lay.coarse_levels
-    batch = semantic.shape[0]
     crop = lay.coarse_crop_frames
+    aligned = lay.coarse_semantic == "aligned"
+    if aligned:
+        # Every frame's id, as the stage was trained: id k covers [k, k + 1) / rate seconds.
+        a, b = lay.crop_unit
+        frame_times = np.arange(-(-frames * a // b)) / lay.semantic_rate_hz
+        which = np.maximum(np.searchsorted(times, frame_times + 1e-9, "right") - 1, 0)
+        per_frame = semantic[:, which]
     out = codes
     window = 0
     while out.shape[1] < frames:
         g = out.shape[1]
         w0 = max(0, g - crop // 2)
         w1 = min(w0 + crop, frames)
+        if aligned:
+            # Start on the crop grid, as training crops do, so ids and frames line up.
+            w0 = w0 // b * b
+            w1 = min(w0 + crop, frames)
+            sem = per_frame[:, w0 * a // b : -(-w1 * a // b)]
+            if 2 + sem.shape[1] + (w1 - w0) * qc > n:
+                raise ValueError(
+                    f"the coarse stage's context ({n} tokens) cannot hold a "
+                    f"{lay.coarse_crop_seconds:g} s window ({sem.shape[1]} ids and {w1 - w0} "
+                    "frames); train it with data.seq_len >= layout.max_length('coarse') - 1"
+                )
+            buf, p, start = _coarse_buffer(lay, n, sem, out[:, w0:g])
+            table = jnp.asarray(lay.valid_ids_table("coarse", n, start)).at[:, EOS].set(False)
+            cond = np.asarray(lay.coarse_conditioning(buf))
+            key = jax.random.fold_in(rng, window)
+            new = _continue(
+                stage, buf, table, p, p + (w1 - g) * qc, key, temperature, top_k, top_p, cond
+            )
+            out = np.concatenate([out, lay.tokens_to_codes("coarse", new, 0, qc)], axis=1)
+            out = out.astype(np.int32)
+            window += 1
+            continue
         while True:
             t0, t1 = w0 / lay.acoustic_rate_hz, w1 / lay.acoustic_rate_hz
             i0 = max(int(np.searchsorted(times, t0, "right")) - 1, 0)
@@ -443,16 +486,7 @@ def _coarse_windows(
                     f"the coarse stage's context ({n} tokens) cannot hold {i1 - i0} semantic "
                     "ids and one frame; train it with a longer data.seq_len"
                 )
-        sem = semantic[:, i0:i1]
-        m = sem.shape[1]
-        buf = np.zeros((batch, n), np.int32)
-        buf[:, 0] = BOS
-        buf[:, 1 : 1 + m] = sem + NUM_SPECIALS
-        buf[:, 1 + m] = SEP
-        known = lay.codes_to_tokens("coarse", out[:, w0:g])
-        p = 2 + m + known.shape[1]
-        buf[:, 2 + m : p] = known
-        start = lay.generation_start("coarse", m)
+        buf, p, start = _coarse_buffer(lay, n, semantic[:, i0:i1], out[:, w0:g])
         table = jnp.asarray(lay.valid_ids_table("coarse", n, start)).at[:, EOS].set(False)
         key = jax.random.fold_in(rng, window)
         new = _continue(stage, buf, table, p, p + (w1 - g) * qc, key, temperature, top_k, top_p)
@@ -460,6 +494,21 @@ def _coarse_windows(
         out = np.concatenate([out, new_codes], axis=1)
         window += 1
     return out
+
+
+def _coarse_buffer(lay: TokenLayout, n: int, sem: np.ndarray, known: np.ndarray):
+    """A coarse window's token buffer [batch, n]: BOS, the semantic ids sem [batch, m], SEP,
+    then the frames known [batch, g, Q'] so far; returns (buffer, tokens in it, the position
+    of the first acoustic token)."""
+    m = sem.shape[1]
+    buf = np.zeros((sem.shape[0], n), np.int32)
+    buf[:, 0] = BOS
+    buf[:, 1 : 1 + m] = sem + NUM_SPECIALS
+    buf[:, 1 + m] = SEP
+    known = lay.codes_to_tokens("coarse", known)
+    p = 2 + m + known.shape[1]
+    buf[:, 2 + m : p] = known
+    return buf, p, lay.generation_start("coarse", m)
 
 
 def _fine_chunks(
@@ -652,7 +701,12 @@ def _stage_nll(
     for i, (t, m) in enumerate(rows):
         t, m = t[:n], m[:n]
         tokens[i, : t.size], mask[i, : m.size] = t, m
-    nll = np.asarray(_score_rows(stage.cfg, stage.params, jnp.asarray(tokens), jnp.asarray(mask)))
+    cond = None
+    if stage.cfg.cond_embed:
+        cond = jnp.asarray(layout.coarse_conditioning(tokens[:, :-1]))
+    nll = np.asarray(
+        _score_rows(stage.cfg, stage.params, jnp.asarray(tokens), jnp.asarray(mask), cond)
+    )
     weights = mask[:, 1:]
     groups = token_groups(layout, stage.name, tokens[:, 1:])
     per_group = {}
@@ -663,9 +717,16 @@ def _stage_nll(
 
 
 @functools.partial(jax.jit, static_argnums=0)
-def _score_rows(cfg: TransformerConfig, params: Any, tokens: jax.Array, mask: jax.Array):
-    """NLL of each of tokens[:, 1:] given the tokens before, zero where mask[:, 1:] is."""
-    logits = Transformer(cfg).apply({"params": params}, tokens[:, :-1])
+def _score_rows(
+    cfg: TransformerConfig,
+    params: Any,
+    tokens: jax.Array,
+    mask: jax.Array,
+    cond: jax.Array | None = None,
+):
+    """NLL of each of tokens[:, 1:] given the tokens before, zero where mask[:, 1:] is; cond
+    [rows, length - 1]: the conditioning ids of a `cond_embed` stage's inputs."""
+    logits = Transformer(cfg).apply({"params": params}, tokens[:, :-1], cond=cond)
     logp = jax.nn.log_softmax(logits, axis=-1)
     nll = -jnp.take_along_axis(logp, tokens[:, 1:, None], axis=-1)[..., 0]
     return nll * mask[:, 1:]
