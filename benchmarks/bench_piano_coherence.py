@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -32,18 +31,12 @@ def main() -> None:
     import numpy as np
 
     from audiolm_jax import codec
-    from audiolm_jax.data.tfds_builders import load_examples
-    from audiolm_jax.eval.coherence import key_coherence, wilson_interval
+    from audiolm_jax.eval.coherence import held_out_pieces, key_coherence, wilson_interval
     from audiolm_jax.eval.key import estimate_key, same_key
     from audiolm_jax.sampling.pipeline import load_pipeline
 
     pipe = load_pipeline(args.pipeline or os.path.join(args.workdir, "pipeline"))
-    prompts = []
-    data = os.path.join(args.workdir, "dataset", "tfds")
-    for ex in load_examples(data, "piano_corpus", "validation"):
-        key = re.search(r"piece\d+_([A-G]#?_m(?:aj|in)or)", ex["id"]).group(1)
-        prompts.append((ex["audio"], key.replace("_", " ")))
-    prompts = prompts[: args.prompts]
+    prompts = held_out_pieces(args.workdir, args.prompts)
     result = key_coherence(pipe, prompts, prompt_seconds=args.prompt_seconds, seconds=args.seconds)
     n = int(round((args.prompt_seconds + args.seconds) * pipe.sample_rate))
     kept = 0

@@ -170,6 +170,28 @@ def test_stage_tpu_configs_are_paper_size_and_plan_without_a_cache(name, vocab, 
     assert model.cfg == cfg
 
 
+def test_aligned_coarse_config_needs_the_conditioning_embedding():
+    """coarse_semantic='aligned' and lm.cond_embed go together (each alone is refused, naming
+    the other); the pair plans without a cache and adds one [vocab, d] table."""
+    from audiolm_jax import tasks
+
+    config = load_config("piano_coarse_tpu")
+    config.data.layout.coarse_semantic = "aligned"
+    with pytest.raises(ValueError, match="needs --config.lm.cond_embed=True"):
+        tasks.build(config, shapes_only=True)
+    config.lm.cond_embed = True
+    model, source, _ = tasks.build(config, shapes_only=True)
+    params, _ = model.init(jax.random.key(0), {k: v[:1, :16] for k, v in next(source).items()})
+    params, cfg = nn.unbox(params), model.cfg
+    assert params["model"]["cond"]["embedding"].shape == (cfg.padded_vocab, cfg.d_model)
+    n = sum(x.size for x in jax.tree.leaves(params))
+    assert n == count_params(cfg)
+    config = load_config("piano_semantic_tpu")
+    config.lm.cond_embed = True
+    with pytest.raises(ValueError, match="only for the coarse stage"):
+        tasks.build(config, shapes_only=True)
+
+
 def test_pallas_flash_attention_matches_ours_in_interpret_mode():
     """The TPU flash kernel (lm.attention_impl=pallas), run by Pallas's TPU interpreter on this
     CPU: a packed RoPE model's logits and gradients equal the einsum attention's."""

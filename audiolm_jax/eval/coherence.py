@@ -2,6 +2,7 @@
 
     from audiolm_jax.eval.coherence import key_coherence
     report = key_coherence(pipe, [(wav, "E minor"), ...], prompt_seconds=3, seconds=4)
+    prompts = held_out_pieces("runs/piano_quickstart", 60)   # a piano quickstart's held-out set
 
 For each prompt (a piece in a known key) the pipeline samples a continuation; its key is
 estimated from chroma (`eval.key.estimate_key`, Krumhansl-Kessler profiles via librosa). The
@@ -14,6 +15,8 @@ Rates come with 95% Wilson intervals and a one-sided two-proportion z-test.
 from __future__ import annotations
 
 import math
+import os
+import re
 from collections.abc import Sequence
 
 import jax
@@ -124,4 +127,24 @@ def key_coherence(
         same_key(estimate_key(w[:head], rate)[0], k, relative_ok=relative_ok) for w, k in prompts
     ]
     out["prompt_keys_estimated"] = float(np.mean(own))
+    return out
+
+
+def held_out_pieces(workdir: str, count: int = 60) -> list[tuple[np.ndarray, str]]:
+    """The first `count` held-out pieces [(wav at the corpus rate, "C# minor")] of a piano
+    quickstart `workdir` (its tfds dataset's validation split; the key is in each piece's id,
+    e.g. "piece0123_C#_minor"). Reading the dataset imports TensorFlow."""
+    from audiolm_jax.data.tfds_builders import load_examples
+
+    data = os.path.join(workdir, "dataset", "tfds")
+    if not os.path.isdir(data):
+        raise FileNotFoundError(f"{data}: no dataset; run launch.py --config=piano_quickstart")
+    out = []
+    for ex in load_examples(data, "piano_corpus", "validation"):
+        found = re.search(r"piece\d+_([A-G]#?_m(?:aj|in)or)", ex["id"])
+        if not found:
+            raise ValueError(f"{data}: example id {ex['id']!r} names no key (not a piano corpus)")
+        out.append((np.asarray(ex["audio"]), found.group(1).replace("_", " ")))
+        if len(out) == count:
+            break
     return out
