@@ -3,7 +3,7 @@ coarse stage, no fine stage; arXiv:2209.03143 sec. 5), tiny, on a CPU.
 
     python launch.py --config=piano_quickstart
 
-About 32 minutes on 2 cores. Writes `piano.pieces` melodies in the 24 keys
+About 17 minutes on 2 cores. Writes `piano.pieces` melodies in the 24 keys
 (audiolm_jax/data/piano.py), then runs the quickstart's steps on them: codec
 (piano_soundstream_tiny), semantic tokenizer (w2v_bert_tiny without log-mel mean norm),
 dataset + token cache (whole pieces held out), the semantic and coarse stages, and a
@@ -20,12 +20,13 @@ def get_config():
     c = quickstart.get_config()
     c.name = "piano_quickstart"
     c.corpus_source = "piano"
-    # 4800 pieces (10.7 h; 60 held out). With 240 the stages overfit (semantic held-out 3.07
+    # 1200 pieces (2.7 h; 60 held out): with 240 the stages overfit (semantic held-out 3.07
     # nats at 200 steps, 4.03 at 400; coarse train 1.31 / held-out 3.08 at 3000 steps); with
-    # 1200 the semantic stage stops at 2.56 (overfits after 500 steps) and the continuations
-    # keep the key no more often than the shuffled control; with 4800, semantic 2.36 at 1000
-    # steps, coarse 2.10 at 3000, and 17/60 in key against 4/60 (BENCHMARKS.md).
-    c.piano = ml_collections.ConfigDict(dict(pieces=4800, seconds=8.0))
+    # 1200 semantic 2.56 at 400 steps (it overfits after 500) and coarse ~2.35 at 2000.
+    # 4800 pieces (--config.piano.pieces=4800, semantic 1000 / coarse 3000 steps, ~32 min)
+    # reach 2.32 / 2.27 but, trained from scratch, kept the key 9/60 against 5/60 shuffled
+    # (p = 0.13): not enough to double the time (BENCHMARKS.md "Piano key coherence").
+    c.piano = ml_collections.ConfigDict(dict(pieces=1200, seconds=8.0))
     codec = piano_soundstream_tiny.get_config()
     parts = c.parts.to_dict()
     parts["codec"] = codec
@@ -45,8 +46,8 @@ def get_config():
     # piece's ids 0.02 nats worse; aligned: 1.18 nats worse).
     parts["coarse"]["data"]["layout"]["coarse_semantic"] = "aligned"
     parts["coarse"]["lm"]["cond_embed"] = True
-    parts["semantic"].train.update(steps=1000, eval_every=250, checkpoint_every=500)
-    parts["coarse"].train.update(steps=3000, eval_every=500, checkpoint_every=500)
+    parts["semantic"].train.update(steps=400, eval_every=100, checkpoint_every=200)
+    parts["coarse"].train.update(steps=2000, eval_every=500, checkpoint_every=500)
     del parts["fine"]
     c.parts = ml_collections.ConfigDict(parts)
     c.generate = ml_collections.ConfigDict(dict(prompt_seconds=3.0, seconds=4.0))
