@@ -458,38 +458,32 @@ def _coarse_windows(
                     f"{lay.coarse_crop_seconds:g} s window ({sem.shape[1]} ids and {w1 - w0} "
                     "frames); train it with data.seq_len >= layout.max_length('coarse') - 1"
                 )
-            buf, p, start = _coarse_buffer(lay, n, sem, out[:, w0:g])
-            table = jnp.asarray(lay.valid_ids_table("coarse", n, start)).at[:, EOS].set(False)
-            cond = np.asarray(lay.coarse_conditioning(buf))
-            key = jax.random.fold_in(rng, window)
-            new = _continue(
-                stage, buf, table, p, p + (w1 - g) * qc, key, temperature, top_k, top_p, cond
-            )
-            out = np.concatenate([out, lay.tokens_to_codes("coarse", new, 0, qc)], axis=1)
-            out = out.astype(np.int32)
-            window += 1
-            continue
-        while True:
-            t0, t1 = w0 / lay.acoustic_rate_hz, w1 / lay.acoustic_rate_hz
-            i0 = max(int(np.searchsorted(times, t0, "right")) - 1, 0)
-            i1 = max(int(np.searchsorted(times, t1, "left")), i0 + 1)
-            fit = (n - 2 - (i1 - i0)) // qc  # frames the context holds beside these ids
-            if fit >= w1 - w0:
-                break
-            # Denser semantic ids than in training: a shorter window, keeping >= 1 new frame.
-            if w0 + fit > g:
-                w1 = w0 + fit
-            elif w0 < g:
-                w0 = min(g, w0 + (w1 - w0 - fit))
-            else:
-                raise ValueError(
-                    f"the coarse stage's context ({n} tokens) cannot hold {i1 - i0} semantic "
-                    "ids and one frame; train it with a longer data.seq_len"
-                )
-        buf, p, start = _coarse_buffer(lay, n, semantic[:, i0:i1], out[:, w0:g])
+        else:
+            while True:
+                t0, t1 = w0 / lay.acoustic_rate_hz, w1 / lay.acoustic_rate_hz
+                i0 = max(int(np.searchsorted(times, t0, "right")) - 1, 0)
+                i1 = max(int(np.searchsorted(times, t1, "left")), i0 + 1)
+                fit = (n - 2 - (i1 - i0)) // qc  # frames the context holds beside these ids
+                if fit >= w1 - w0:
+                    break
+                # Denser semantic ids than in training: a shorter window, keeping >= 1 new frame.
+                if w0 + fit > g:
+                    w1 = w0 + fit
+                elif w0 < g:
+                    w0 = min(g, w0 + (w1 - w0 - fit))
+                else:
+                    raise ValueError(
+                        f"the coarse stage's context ({n} tokens) cannot hold {i1 - i0} "
+                        "semantic ids and one frame; train it with a longer data.seq_len"
+                    )
+            sem = semantic[:, i0:i1]
+        buf, p, start = _coarse_buffer(lay, n, sem, out[:, w0:g])
         table = jnp.asarray(lay.valid_ids_table("coarse", n, start)).at[:, EOS].set(False)
+        cond = np.asarray(lay.coarse_conditioning(buf)) if aligned else None
         key = jax.random.fold_in(rng, window)
-        new = _continue(stage, buf, table, p, p + (w1 - g) * qc, key, temperature, top_k, top_p)
+        new = _continue(
+            stage, buf, table, p, p + (w1 - g) * qc, key, temperature, top_k, top_p, cond
+        )
         new_codes = lay.tokens_to_codes("coarse", new, 0, qc).astype(np.int32)
         out = np.concatenate([out, new_codes], axis=1)
         window += 1
