@@ -136,9 +136,21 @@ def test_pre_ln_layers_follow_hidden_states(checkpoints):
     cfg = hubert.HubertConfig.from_config(config.hubert)
     n = cfg.num_layers
     cfg_1, params_1 = hubert.truncate(cfg, params["model"], 1)
-    assert "encoder_norm" not in params_1 and params_1["layers"]["wi"]["kernel"].shape[0] == 1
+    assert "encoder_norm" not in params_1
+    # Truncated layers are unrolled, one subtree each (read in place by a jitted call).
+    assert not cfg_1.scan_layers and [k for k in params_1 if k.startswith("layer")] == ["layer_0"]
+    assert params_1["layer_0"]["wi"]["kernel"].shape == (cfg.d_model, cfg.intermediate_size)
     cfg_n, params_n = hubert.truncate(cfg, params["model"], n)
     assert cfg_n.final_layer_norm and "encoder_norm" in params_n
+    # The unrolled model computes what the imported, scanned one does; truncating it again
+    # keeps its layout.
+    wav = jnp.asarray(_speech(0.5)[:1])
+    run = jax.jit(hubert.features, static_argnums=0)
+    scanned = run(cfg, params["model"], wav)
+    np.testing.assert_allclose(run(cfg_n, params_n, wav), scanned, rtol=1e-5, atol=1e-5)
+    cfg_2, params_2 = hubert.truncate(cfg_n, params_n, 2)
+    cfg_2s, params_2s = hubert.truncate(cfg, params["model"], 2)
+    assert cfg_2 == cfg_2s and jax.tree.structure(params_2) == jax.tree.structure(params_2s)
     norm = model.encoder.layer_norm
     out = _hf(model, _speech(0.5)[:1])
     with torch.no_grad():

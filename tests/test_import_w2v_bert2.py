@@ -163,7 +163,9 @@ def test_semantic_tokens_50_per_second(imported):
     centroids = jax.random.normal(jax.random.key(0), (16, cfg.d_model))
     tok = semantic.from_parts(cfg, params, layer, centroids)
     assert tok.cfg.num_hidden_layers == layer
-    assert tok.params["encoder"]["layers"]["final_norm"]["scale"].shape == (layer, 64)
+    blocks = sorted(k for k in tok.params["encoder"] if k.startswith("layer"))
+    assert blocks == [f"layer_{i}" for i in range(layer)] and not tok.cfg.scan_layers
+    assert tok.params["encoder"]["layer_0"]["final_norm"]["scale"].shape == (64,)
     long = _speech("flite_slt_00.flac")
     wav = long[:16000]
     ids = semantic.encode(tok, wav)

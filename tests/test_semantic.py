@@ -100,7 +100,13 @@ def test_truncate_gives_each_layer_and_the_last_equals_the_full_model(params):
         assert not np.allclose(a, b)
     cfg3, p3 = wb.truncate(TINY, params, 3)
     assert (cfg3.contrastive_layers, cfg3.mlm_layers) == (2, 1)
-    assert jax.tree.leaves(p3["mlm"])[0].shape[0] == 1 and "mlm_head" not in p3
+    assert "mlm_head" not in p3 and not cfg3.scan_layers
+    # Truncated stacks are unrolled, one subtree per layer; truncating again keeps the layout.
+    assert [k for k in p3["contrastive"] if k.startswith("layer")] == ["layer_0", "layer_1"]
+    assert [k for k in p3["mlm"] if k.startswith("layer")] == ["layer_0"]
+    cfg2, p2 = wb.truncate(cfg3, p3, 2)
+    assert cfg2 == wb.truncate(TINY, params, 2)[0] and "mlm" not in p2
+    np.testing.assert_array_equal(semantic.truncated_features(cfg2, p2, wav), outs[2])
     with pytest.raises(ValueError, match="layer 5 out of range"):
         wb.truncate(TINY, params, 5)
 

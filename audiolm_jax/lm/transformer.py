@@ -425,11 +425,33 @@ def unscan(cfg: TransformerConfig, params: Any) -> tuple[TransformerConfig, Any]
     for compile time and memory."""
     if not cfg.scan_layers:
         return cfg, params
+    return dataclasses.replace(cfg, scan_layers=False), split_layers(params, cfg.num_layers)
+
+
+def split_layers(params: dict, n: int) -> dict:
+    """`params` with its scanned "layers" (every leaf stacked on a leading axis of at least `n`)
+    replaced by its first `n` layers, "layer_0" .. "layer_{n-1}": what an `nn.scan` over layers
+    named "layers" stores, as the same module unrolled with layers named "layer_{i}" reads it.
+    Each layer becomes its own buffer, so a jitted call reads it in place; sliced from the stack
+    inside the program, every layer's weights are copied on every call (inference on a 2-core
+    CPU: HuBERT base, 9 layers, 5 s clip: 156 ms scanned, 206 ms over static slices, 143 ms
+    from split layers)."""
     params = dict(params)
-    stacked = params.pop("layers")
-    for i in range(cfg.num_layers):
+    stacked = params.pop("layers", None)
+    if stacked is None and n:
+        raise KeyError(f"no stacked 'layers' to split into {n} layers; keys: {sorted(params)}")
+    for i in range(n):
         params[f"layer_{i}"] = jax.tree.map(lambda x, i=i: x[i], stacked)
-    return dataclasses.replace(cfg, scan_layers=False), params
+    return params
+
+
+def first_layers(params: dict, n: int, scanned: bool) -> dict:
+    """`params` keeping only the first `n` layers, unrolled ("layer_0" .. "layer_{n-1}")
+    whether they come stacked (`scanned`: `split_layers`) or already unrolled; what a feature
+    model's `truncate` keeps of a layer stack."""
+    if scanned:
+        return split_layers(params, n)
+    return {k: v for k, v in params.items() if not k.startswith("layer_") or int(k[6:]) < n}
 
 
 def count_params(cfg: TransformerConfig) -> int:

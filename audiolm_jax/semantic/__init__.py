@@ -134,7 +134,9 @@ def truncated_features(cfg: Any, params: dict, x: jax.Array) -> jax.Array:
 def truncate(cfg: Any, params: dict, layer: int) -> tuple[Any, dict]:
     """(cfg, params) that compute `layer` of any feature model and nothing past it. The params
     come back as device arrays: numpy params (an importer's) passed to a jitted call would be
-    copied in on every call (292 MB for HuBERT base up to layer 9, ~10% of its time)."""
+    copied in on every call (292 MB for HuBERT base up to layer 9, ~10% of its time); and with
+    the layers unrolled, one subtree each, which a jitted call reads in place instead of
+    slicing a scanned stack (w2v-BERT tokenization 1.5x faster on a 2-core CPU)."""
     cfg_l, params_l = model_module(cfg).truncate(cfg, params, layer)
     return cfg_l, jax.device_put(params_l)
 

@@ -87,6 +87,9 @@ class HubertConfig:
     # None: batched einsums on CPU, jax.nn.dot_product_attention elsewhere | "xla" | "cudnn"
     # (see lm.transformer.attend)
     attention_impl: str | None = None
+    # Encoder layers stored stacked and run by nn.scan ("layers", the importer's format), or one
+    # module each ("layer_0" ..): `truncate` unrolls them, the faster way to run inference.
+    scan_layers: bool = True
 
     def __post_init__(self):
         # Lists (from JSON or a ConfigDict) -> tuples: the config is a static jit argument.
@@ -170,7 +173,7 @@ class HubertConfig:
         defaults = cls()
         kw = {}
         for f in dataclasses.fields(cls):
-            if f.name in ("final_layer_norm", "sample_rate", "dtype"):
+            if f.name in ("final_layer_norm", "sample_rate", "dtype", "scan_layers"):
                 continue
             kw[f.name] = hf.get(f.name, getattr(defaults, f.name))
         n = hf.get("num_feat_extract_layers")
@@ -373,7 +376,7 @@ class HubertNet(nn.Module):
         if not cfg.do_stable_layer_norm:
             x = encoder_norm(x)
         x = constrain(x, ("batch", "length", "embed"))
-        if cfg.num_hidden_layers:
+        if cfg.num_hidden_layers and cfg.scan_layers:
             x, _ = nn.scan(
                 EncoderLayer,
                 variable_axes={"params": 0},
@@ -381,6 +384,9 @@ class HubertNet(nn.Module):
                 length=cfg.num_hidden_layers,
                 metadata_params={nn.PARTITION_NAME: "layers"},
             )(cfg, name="layers")(x, None)
+        elif cfg.num_hidden_layers:
+            for i in range(cfg.num_hidden_layers):
+                x, _ = EncoderLayer(cfg, name=f"layer_{i}")(x)
         if cfg.do_stable_layer_norm and cfg.final_layer_norm:
             x = encoder_norm(x)
         return x
@@ -409,18 +415,20 @@ def features(cfg: HubertConfig, params: dict, wav: jax.Array, *, pad: bool = Tru
 
 def truncate(cfg: HubertConfig, params: dict, layer: int) -> tuple[HubertConfig, dict]:
     """The config and the params that compute `layer` (0 .. num_hidden_layers, numbered as in
-    the module docstring) and nothing past it: the first `layer` encoder layers, and the
+    the module docstring) and nothing past it: the first `layer` encoder layers, unrolled
+    (`scan_layers=False`, one param subtree per layer: `lm.transformer.split_layers`), and the
     encoder's final LayerNorm of the pre-LN variant only at layer N."""
     n = cfg.num_hidden_layers
     if not 0 <= layer <= n:
         raise ValueError(f"HuBERT layer {layer} out of range: 0 (encoder input) .. {n}")
-    keep = {k: v for k, v in params.items() if k != "layers"}
-    if layer:
-        keep["layers"] = jax.tree.map(lambda a: a[:layer], params["layers"])
+    keep = tfm.first_layers(params, layer, cfg.scan_layers)
     final = cfg.final_layer_norm and layer == n
     if cfg.do_stable_layer_norm and not final:
         keep.pop("encoder_norm", None)
-    return dataclasses.replace(cfg, num_hidden_layers=layer, final_layer_norm=final), keep
+    cfg_l = dataclasses.replace(
+        cfg, num_hidden_layers=layer, final_layer_norm=final, scan_layers=False
+    )
+    return cfg_l, keep
 
 
 def init_params(cfg: HubertConfig, rng: jax.Array | None = None, samples: int = 400) -> dict:

@@ -583,7 +583,9 @@ def perplexity(probs: jax.Array) -> jax.Array:
 
 def truncate(cfg: W2VBertConfig, params: dict, layer: int) -> tuple[W2VBertConfig, dict]:
     """The config and the params that compute `layer`'s output and nothing past it: layers are
-    numbered 0 (feature encoder) to `cfg.num_layers` (see the module docstring)."""
+    numbered 0 (feature encoder) to `cfg.num_layers` (see the module docstring). The kept
+    layers come unrolled (`scan_layers=False`, one param subtree each), the faster form for
+    inference (`lm.transformer.split_layers`)."""
     if not 0 <= layer <= cfg.num_layers:
         raise ValueError(
             f"w2v-BERT layer {layer} out of range: 0 (feature encoder) .. {cfg.num_layers}"
@@ -593,18 +595,10 @@ def truncate(cfg: W2VBertConfig, params: dict, layer: int) -> tuple[W2VBertConfi
     keep = {"encoder": params["encoder"], "mask_embedding": params["mask_embedding"]}
     if n_c:
         keep["input_proj"] = params["input_proj"]
-        keep["contrastive"] = _first_layers(params["contrastive"], n_c, cfg)
+        keep["contrastive"] = tfm.first_layers(params["contrastive"], n_c, cfg.scan_layers)
     if n_m:
-        keep["mlm"] = _first_layers(params["mlm"], n_m, cfg)
-    return dataclasses.replace(cfg, contrastive_layers=n_c, mlm_layers=n_m), keep
-
-
-def _first_layers(stack: dict, n: int, cfg: W2VBertConfig) -> dict:
-    if not cfg.scan_layers:
-        return {k: v for k, v in stack.items() if not k.startswith("layer_") or int(k[6:]) < n}
-    out = dict(stack)
-    out["layers"] = jax.tree.map(lambda a: a[:n], stack["layers"])
-    return out
+        keep["mlm"] = tfm.first_layers(params["mlm"], n_m, cfg.scan_layers)
+    return dataclasses.replace(cfg, contrastive_layers=n_c, mlm_layers=n_m, scan_layers=False), keep
 
 
 def features(cfg: W2VBertConfig, params: dict, wav: jax.Array) -> jax.Array:

@@ -47,6 +47,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from audiolm_jax.config import dataclass_from_config
+from audiolm_jax.lm import transformer as tfm
 from audiolm_jax.lm.layers import LayerNorm
 from audiolm_jax.semantic.w2v_bert import (
     HF_ACTIVATIONS,
@@ -89,6 +90,9 @@ class W2VBert2Config:
     sample_rate: int = SAMPLE_RATE
     dtype: str = "float32"
     attention_impl: str | None = None
+    # Conformer blocks stored stacked and run by nn.scan (the importer's format), or one module
+    # each ("layer_0" ..): `truncate` unrolls them, the faster way to run inference.
+    scan_layers: bool = True
 
     @property
     def samples_per_frame(self) -> int:
@@ -135,7 +139,7 @@ class W2VBert2Config:
             contrastive_layers=self.num_hidden_layers,
             mlm_layers=0,
             dropout=0.0,
-            scan_layers=True,
+            scan_layers=self.scan_layers,
             dtype=self.dtype,
             attention_impl=self.attention_impl,
             position=POSITIONS[self.position_embeddings_type],
@@ -155,7 +159,7 @@ class W2VBert2Config:
     @classmethod
     def from_hf(cls, hf: dict) -> W2VBert2Config:
         """From a transformers config.json dict; fields it lacks take HF's defaults."""
-        ours = {"sample_rate", "dtype", "attention_impl"}
+        ours = {"sample_rate", "dtype", "attention_impl", "scan_layers"}
         names = {f.name for f in dataclasses.fields(cls)} - ours
         return cls(**{k: hf[k] for k in names if k in hf})
 
@@ -257,6 +261,5 @@ def truncate(cfg: W2VBert2Config, params: dict, layer: int) -> tuple[W2VBert2Con
         )
     keep = {"feature_norm": params["feature_norm"], "feature_proj": params["feature_proj"]}
     if layer:
-        layers = jax.tree.map(lambda a: a[:layer], params["encoder"]["layers"])
-        keep["encoder"] = {"layers": layers}
-    return dataclasses.replace(cfg, num_hidden_layers=layer), keep
+        keep["encoder"] = tfm.first_layers(params["encoder"], layer, cfg.scan_layers)
+    return dataclasses.replace(cfg, num_hidden_layers=layer, scan_layers=False), keep
