@@ -52,6 +52,23 @@ def copy_bandwidth(megabytes: int = 256, repeats: int = 5) -> float:
     return 2 * src.nbytes / t
 
 
+def read_bandwidth(megabytes: int = 256, repeats: int = 5) -> float:
+    """Bytes/s at which a jitted matrix-vector product streams a `megabytes` float32 matrix
+    (every thread XLA uses; median of `repeats`): the rate a decoding step can read that many
+    bytes of weights at when nothing else limits it. Size it like the weights: a matrix that
+    fits the last-level cache (260 MB on the 2026-11-28 VM) reads faster than DRAM. Higher than
+    `copy_bandwidth`, which is one thread and writes as much as it reads."""
+    import jax
+    import jax.numpy as jnp
+
+    n = megabytes * 2**20 // 4 // 1024
+    a = jnp.ones((n, 1024), jnp.float32)
+    v = jnp.ones((1024,), jnp.float32)
+    f = jax.jit(lambda a, v: a @ v)
+    t, _ = median_time(lambda: f(a, v).block_until_ready(), repeats, warmup=1)
+    return a.nbytes / t
+
+
 def machine() -> str:
     """`2 cores x86_64, Linux 6.x, jax 0.10.2 cpu`."""
     import jax

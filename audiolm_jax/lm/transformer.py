@@ -170,10 +170,19 @@ def _impl(cfg: TransformerConfig) -> str:
 
 
 def kv_head_major(cfg: TransformerConfig) -> bool:
-    """Whether the KV cache is kept head-major [b, h, L, d]: on the einsum path, the layout its
-    batched matmuls read, so no decoding step transposes the whole cache (at batch 8 that
-    transpose cost more than the matmuls); jax.nn's kernels read [b, L, h, d]."""
+    """Whether the KV cache is kept head-major, [b * h, L, d] (batch-major): on the einsum
+    path, the layout its batched matmuls read, so no decoding step transposes the whole cache
+    (at batch 8 that transpose cost more than the matmuls); jax.nn's kernels read [b, L, h, d]."""
     return _impl(cfg) == "einsum"
+
+
+def _flat_heads(t: jax.Array, b: int, h: int) -> jax.Array:
+    """A bias or mask [1|b, 1|h, q, k] as [1, 1|b * h, q, k], matching heads flattened
+    batch-major."""
+    if t.shape[0] == 1 and t.shape[1] == 1:
+        return t
+    t = jnp.broadcast_to(t, (b, h) + t.shape[2:])
+    return t.reshape((1, b * h) + t.shape[2:])
 
 
 def attend(
@@ -187,16 +196,23 @@ def attend(
     `causal=False`: `mask` [1|b, 1, q, k] (or None: all of them) says which keys each query
     sees (bidirectional encoders, and decoding over a KV cache). `cfg` needs only an
     `attention_impl` field (the feature models' configs have one too). head_major_kv (einsum
-    only): k, v come as [b, h, L, d], the decode cache's layout where `kv_head_major(cfg)`.
+    only): k, v come as [b * h, L, d] (batch-major), the decode cache's layout where
+    `kv_head_major(cfg)`.
     """
     impl = _impl(cfg)
     if impl == "einsum":
         if causal:
             return einsum_attention(q, k, v, bias, mask)
+        qt = jnp.swapaxes(q, 1, 2) * jnp.asarray(q.shape[-1] ** -0.5, q.dtype)
         if not head_major_kv:
             k, v = jnp.swapaxes(k, 1, 2), jnp.swapaxes(v, 1, 2)
-        qt = jnp.swapaxes(q, 1, 2) * jnp.asarray(q.shape[-1] ** -0.5, q.dtype)
-        return jnp.swapaxes(_softmax_attention(qt, k, v, bias, mask), 1, 2)
+            return jnp.swapaxes(_softmax_attention(qt, k, v, bias, mask), 1, 2)
+        # The decode cache [b * h, L, d], read as one batch of b * h heads: no reshape of the
+        # cache between its in-place update and the matmuls (see `DecoderBlock`).
+        b, h, n, d = qt.shape
+        bias, mask = (None if t is None else _flat_heads(t, b, h) for t in (bias, mask))
+        out = _softmax_attention(qt.reshape(1, b * h, n, d), k[None], v[None], bias, mask)
+        return jnp.swapaxes(out.reshape(b, h, n, d), 1, 2)
     if head_major_kv:
         raise ValueError("head-major keys/values are only read by the einsum attention")
     if impl == "pallas":
@@ -276,16 +292,16 @@ class Block(nn.Module):
             start = positions[0, 0]
             head_major = kv_head_major(cfg)
             b, n = x.shape[0], self.decode_len
-            shape = (b, h, n, d) if head_major else (b, n, h, d)
-            at = (0, 0, start, 0) if head_major else (0, start, 0, 0)
+            shape = (b * h, n, d) if head_major else (b, n, h, d)
+            at = (0, start, 0) if head_major else (0, start, 0, 0)
+            kv = []
             for name, new in (("cached_key", k), ("cached_value", v)):
-                new = jnp.swapaxes(new, 1, 2) if head_major else new
+                if head_major:
+                    new = jnp.swapaxes(new, 1, 2).reshape(b * h, -1, d)
                 slot = self.variable("cache", name, jnp.zeros, shape, dt)
                 slot.value = jax.lax.dynamic_update_slice(slot.value, new.astype(dt), at)
-            k, v = (
-                self.get_variable("cache", "cached_key"),
-                self.get_variable("cache", "cached_value"),
-            )
+                kv.append(slot.value)
+            k, v = kv
             a = attend(cfg, q, k, v, bias, mask, causal=False, head_major_kv=head_major)
         else:
             a = attend(cfg, q, k, v, bias, mask)
