@@ -220,3 +220,33 @@ def test_pallas_attention_needs_rope():
     model = Transformer(_cfg(attention_impl="pallas"))  # T5 relative bias by default
     with pytest.raises(ValueError, match="lm.position=rope"):
         model.init(jax.random.key(0), jnp.zeros((1, 16), jnp.int32))
+
+
+def test_dropout_drops_its_rate_with_masks_that_depend_on_key_row_and_position():
+    from audiolm_jax.lm.layers import Dropout, dropout_bits
+
+    x = jnp.ones((64, 32, 128))
+
+    def drop(key, rate=0.1):
+        return Dropout(rate, deterministic=False).apply({}, x, rngs={"dropout": key})
+
+    y = np.asarray(drop(jax.random.key(0)))
+    dropped = y == 0
+    # 262144 draws: the drop share's standard deviation is 0.0006.
+    assert abs(dropped.mean() - 0.1) < 0.003
+    assert abs(y.mean() - 1.0) < 0.005 and np.allclose(y[~dropped], 1 / 0.9)
+    assert abs((np.asarray(drop(jax.random.key(0), 0.5)) == 0).mean() - 0.5) < 0.005
+    # Same key, same mask; another key, an independent one (both dropped ~ 0.1 x 0.1).
+    np.testing.assert_array_equal(np.asarray(drop(jax.random.key(0))), y)
+    other = np.asarray(drop(jax.random.key(1))) == 0
+    assert abs((dropped & other).mean() - 0.01) < 0.002
+    # No row repeats another's words in another order (the per-row word is mixed twice).
+    bits = np.asarray(dropout_bits(jax.random.key(0), (64, 4096)))
+    assert len({tuple(np.sort(r)[:8]) for r in bits}) == 64
+    assert len(np.unique(bits)) > 0.99 * bits.size
+    # A word depends on the row and the flat position within it, not on how the row is
+    # shaped (sharded models: tests/test_sharding.py).
+    assert dropout_bits(jax.random.key(0), ()).shape == ()
+    np.testing.assert_array_equal(
+        np.asarray(dropout_bits(jax.random.key(0), (64, 32, 128))), bits.reshape(64, 32, 128)
+    )
