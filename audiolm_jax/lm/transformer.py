@@ -208,7 +208,7 @@ def attend(
             k, v = jnp.swapaxes(k, 1, 2), jnp.swapaxes(v, 1, 2)
             return jnp.swapaxes(_softmax_attention(qt, k, v, bias, mask), 1, 2)
         # The decode cache [b * h, L, d], read as one batch of b * h heads: no reshape of the
-        # cache between its in-place update and the matmuls (see `DecoderBlock`).
+        # cache between its in-place update and the matmuls (see `Block`).
         b, h, n, d = qt.shape
         bias, mask = (None if t is None else _flat_heads(t, b, h) for t in (bias, mask))
         out = _softmax_attention(qt.reshape(1, b * h, n, d), k[None], v[None], bias, mask)
@@ -292,6 +292,9 @@ class Block(nn.Module):
             start = positions[0, 0]
             head_major = kv_head_major(cfg)
             b, n = x.shape[0], self.decode_len
+            # Head-major as [b * h, L, d]: the batched matmuls read the updated cache as it is.
+            # Kept as [b, h, L, d], XLA fused each update twice (into the loop's carry and into
+            # the matmul's reshape) and copied every cache ~4 times a step (bench_lm_sample).
             shape = (b * h, n, d) if head_major else (b, n, h, d)
             at = (0, start, 0) if head_major else (0, start, 0, 0)
             kv = []
