@@ -106,7 +106,10 @@ def build_lm(config: Any, shapes_only: bool = False) -> tuple[Model, DataSource,
 
 
 def audio_sources(config: Any, sample_rate: int) -> tuple[DataSource, DataSource]:
-    """Train and eval clip sources from `config.data` (source "corpus" or "folder")."""
+    """Train and eval clip sources from `config.data`: source "corpus" (the embedded one),
+    "folder" (`data.path`) or "synth" (`audiolm_jax.data.synth_speech`: `data.synth_utterances`
+    sentences read by flite and espeak-ng, built at first use in `data.path`, or under
+    ~/.cache/audiolm_jax when it is empty, and split as a folder)."""
     import jax
 
     from audiolm_jax import dsp
@@ -115,13 +118,21 @@ def audio_sources(config: Any, sample_rate: int) -> tuple[DataSource, DataSource
     d = config.data
     if d.source == "corpus":
         paths = {s: [e["path"] for e in audio.corpus_entries(s)] for s in ("train", "eval")}
-    elif d.source == "folder":
-        files = dsp.list_audio(d.path)
+    elif d.source in ("folder", "synth"):
+        root = d.path
+        if d.source == "synth":
+            from audiolm_jax.data import synth_speech
+
+            n = int(d.get("synth_utterances", 600))
+            root = synth_speech.ensure(root or synth_speech.default_root(n, 0), n)
+        files = dsp.list_audio(root)
         if len(files) < 2:
-            raise ValueError(f"config.data.path={d.path!r} holds {len(files)} audio files; need 2+")
+            raise ValueError(f"config.data.path={root!r} holds {len(files)} audio files; need 2+")
         paths = {s: audio.split_files(files, s, int(d.eval_every)) for s in ("train", "eval")}
     else:
-        raise ValueError(f"config.data.source must be 'corpus' or 'folder', got {d.source!r}")
+        raise ValueError(
+            f"config.data.source must be 'corpus', 'folder' or 'synth', got {d.source!r}"
+        )
     sources = []
     for split in ("train", "eval"):
         waves, _ = audio.load_clips(paths[split], sample_rate, d.get("normalize_db"))

@@ -48,7 +48,8 @@ def run_quickstart(config: Any, workdir: str) -> dict:
 
     1. The codec on the embedded speech corpus: held-out mel distance of the untrained and the
        trained codec, reconstructions of held-out clips in <workdir>/audio/.
-    2. The semantic tokenizer: w2v-BERT pretrained on the same corpus, k-means on one of its
+    2. The semantic tokenizer: w2v-BERT pretrained on the corpus its config names
+       (w2v_bert_tiny: speech synthesised into <workdir>/synth_speech), k-means on one of its
        layers, held-out clips turned into semantic ids.
     3. The audio-token pipeline: the corpus as a tfds dataset (whole voices held out), then
        its token cache through both tokenizers.
@@ -66,6 +67,8 @@ def run_quickstart(config: Any, workdir: str) -> dict:
     for name in ("codec", "tokenizer"):
         if parts[name].data.source == "folder":  # the corpus this run wrote
             parts[name].data.path = corpus_dir
+        elif parts[name].data.source == "synth" and not parts[name].data.path:
+            parts[name].data.path = os.path.join(workdir, "synth_speech")
     out = {"codec": _quickstart_codec(parts.codec, workdir, config.reconstructions)}
     out["tokenizer"] = _quickstart_tokenizer(parts.tokenizer, workdir)
     out["tokens"] = _quickstart_tokens(config, workdir, corpus_dir)

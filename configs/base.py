@@ -116,8 +116,11 @@ def soundstream(**overrides) -> ml_collections.ConfigDict:
     )
     c.data = ml_collections.ConfigDict(
         dict(
-            source="corpus",  # the embedded speech corpus, or "folder" (data.path)
+            # the embedded speech corpus, "folder" (data.path) or "synth" (synthesised speech,
+            # audiolm_jax.data.synth_speech, built in data.path or ~/.cache/audiolm_jax)
+            source="corpus",
             path="",
+            synth_utterances=600,  # "synth": sentences to synthesise (~2.9 s each)
             eval_every=10,  # folder: every 10th file (sorted) is held out
             clip_seconds=1.0,
             batch_size=16,

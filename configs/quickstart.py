@@ -4,8 +4,8 @@
 
 1. the codec (`soundstream_tiny`) on the embedded speech corpus (8 synthetic voices), its
    held-out mel distance before and after, reconstructions in <workdir>/audio/;
-2. the semantic tokenizer (`w2v_bert_tiny` pretrained on the same corpus, k-means on one
-   layer);
+2. the semantic tokenizer (`w2v_bert_tiny` pretrained on 29 min of speech that flite and
+   espeak-ng synthesise into <workdir>/synth_speech, k-means on one layer);
 3. the corpus as a tfds dataset (2 voices held out) and its token cache through both;
 4. the three stages (`semantic/coarse/fine_cache_tiny`) on the cache;
 5. a continuation of a held-out utterance: <workdir>/generated/continuation.wav + .png, and

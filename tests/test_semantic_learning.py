@@ -1,39 +1,35 @@
-"""w2v-BERT pretraining learns, and its tokens carry phonetics (slow: about 8 minutes).
+"""w2v-BERT pretraining learns, and its tokens carry phonetics (slow: about 5 minutes).
 
-Trains `w2v_bert_tiny` on the embedded corpus, then scores semantic tokens with an ABX test on
-words synthesised by flite and by espeak-ng (audiolm_jax/semantic/abx.py): same word across
-the two synthesisers against different words within one.
+Trains `w2v_bert_tiny` (600 steps on 29 min of synthesised speech, audiolm_jax/data/
+synth_speech.py), then scores semantic tokens with an ABX test on words synthesised by flite and
+by espeak-ng (audiolm_jax/semantic/abx.py): same word across the two synthesisers against
+different words within one. Every row of the table is the mean over three k-means draws
+(`config.seed` 0, 1, 2 for the fit): with K = 64 one trained model's error moved from 34.4 to
+41.8 % over six k-means seeds, and log-mel k-means' from 37.9 to 44.5 % over four.
 
-Known gap (issue 7 stays open for it): the tiny model's phonetic advantage depends on the seed.
-Layer-1 ABX across-synthesiser error (%), 600 steps, jax 0.10.2 / flax 0.12.8 (2026-11-27):
-seed 0: 40.2, seed 1: 46.4, seed 2: 55.8, seed 3: 62.3, against 38.8 untrained and 36.4 for
-log-mel k-means; an earlier environment gave 32.9 for seed 0. At 1500 steps: 45.3, 34.8, 29.1,
-49.7, and the two seeds that fail are the two whose contrastive loss plateaus (2.97 and 2.52
-against 2.23 and 2.24): ABX follows how far contrastive learning gets, and some seeds stall.
-The losses fall for every seed and are asserted; the ABX table is computed and printed on every
-run, and the claim that the trained tokens beat both baselines is not asserted until the recipe
-stops stalling (issue 7 is open for it).
+Measured 2026-11-28 (jax 0.10.2; across-synthesiser error %, training seed -> trained mean /
+untrained mean over k-means seeds 0-2; log-mel k-means on the same 540 training files: 43.8,
+44.5, 44.4, 37.9 for k-means seeds 0-3):
+- this recipe (lr 2.5e-4, 600 synthesised sentences): seed 0 35.7 / 43.2, seed 1 35.0 / 29.5,
+  seed 4 36.4 / 34.8, seed 6 36.4 / 29.3; single k-means draws over seeds 0-7: 28.9-42.2.
+- the earlier recipe (lr 2e-3 on the 94 s embedded corpus): 40.2, 46.4, 55.8, 62.3 for seeds
+  0-3 (single draws), against 36.4 for log-mel k-means there.
+- lr 5e-4 on the embedded corpus, seeds 0-7 (single draws): 34.3, 33.9, 33.0, 29.1, 40.6, 34.8,
+  45.7, 40.8; a frequency-warped view for the context network (VTLP, +-15 %) did not help.
+- 3000 steps at lr 5e-4 on 1200 sentences (contrastive loss 2.03, accuracy 38 %; MLM 2.98):
+  seed 6 32.8 / 31.3.
 
-Recipes tried on 2026-11-28 (600 steps unless said; across-synthesiser error %, seeds 0-3; none
-holds for every seed): data.speed_perturb=0.15 39.5 / 48.2 / 48.5 / 53.1; w2v_bert.mlm_weight=0.3
-65.0 / 38.5 / 35.5 / 57.7; temperature=0.2 33.1 / 46.7 / 54.7 / 51.5; mask_prob=0.12 (47% of frames
-masked, wav2vec 2.0's share, against 28% at 0.065) 33.9 / 36.8 / 36.4 / 37.6, but at 1200 steps
-48.7 / 31.5 / 35.1 / 47.4; mask_prob=0.2 44.3 / 42.8 / 37.0 / 52.0; mask_prob=0.3 35.1 / 34.4 /
-45.5 / 49.5; quantizer_init_scale=2 (seeds 0-5) 31.2 / 35.3 / 36.7 / 34.3 / 33.4 / 48.0 with the
-contrastive loss at chance (log 21 = 3.04) for all six. Seeds 0 and 3 keep the contrastive loss
-at chance (2.89-3.02) under every variant, and the ABX error moves by up to 17 points between
-seeds of one recipe, including between runs whose contrastive loss is at chance: at this size the
-tokens' phonetic content is not controlled by how far the contrastive task gets.
-
-k-means, 2026-11-28 (same trained models, seeds 0-3): with the Lloyd refinement passes now on
-by default, 37.2 / 47.9 / 55.9 / 61.0 (seed 0's untrained model 41.1); fitted on 1 s clips
-(`semantic.clip_seconds=1.0`, nearer the words' length) 34.2 / 48.7 / 52.6 / 58.4. Better
-centroids do not close the gap between seeds.
+So the trained tokens beat log-mel k-means (mean 44.2 over k-means seeds 0-2) by 8-9 points
+for every seed tried (asserted), but not the untrained network: a random 2-layer conformer
+over mean-normalised log-mel scores 29-43 % by its initialisation, and pretraining brings
+every seed to about 35 % rather than below the best random ones. That part of issue 7 stays
+open; the table is printed on every run.
 """
 
 import json
 
 import flax.linen as nn
+import numpy as np
 import pytest
 
 from audiolm_jax import dsp, semantic, tasks
@@ -45,6 +41,8 @@ from audiolm_jax.train.trainer import evaluate_untrained, train
 
 pytestmark = pytest.mark.slow
 
+KMEANS_DRAWS = (0, 1, 2)
+
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
@@ -52,35 +50,42 @@ def trained(tmp_path_factory):
     tmp_path = tmp_path_factory.mktemp("w2v_bert_learning")
     config = load_config("w2v_bert_tiny")
     config.train.async_checkpoints = False
+    config.data.path = str(tmp_path / "speech")  # the synthesised corpus, built here
     model, train_source, eval_source = tasks.build(config)
     result = train(config, str(tmp_path / "w2v"), model, train_source, eval_source)
     before, untrained = evaluate_untrained(config, model, eval_source)
     after = result.eval_metrics
 
     # Tokens: the trained model's, the untrained model's (same layer, same k-means) and
-    # k-means on log-mel frames.
-    config.semantic.overwrite = True
-    trained_tok, _ = fit_kmeans(
-        config, str(tmp_path / "w2v"), model.cfg, result.state.params["model"]
-    )
-    untrained_tok, _ = fit_kmeans(
-        config, str(tmp_path / "untrained"), model.cfg, nn.unbox(untrained.params)["model"]
-    )
+    # k-means on log-mel frames of the same training audio, each over KMEANS_DRAWS fits.
+    trained_params = result.state.params["model"]
+    untrained_params = nn.unbox(untrained.params)["model"]
     items = abx.synthesize_words(abx.WORDS, str(tmp_path / "words"))
     wavs = abx.read_items(items)
-    train_wavs = [dsp.read_audio(e["path"], 16000)[0] for e in audio.corpus_entries("train")]
-    scores = {
-        "trained": abx.tokenizer_abx(trained_tok, items, wavs),
-        "untrained": abx.tokenizer_abx(untrained_tok, items, wavs),
-        "log-mel k-means": abx.logmel_kmeans_abx(items, wavs, train_wavs, config.semantic.k),
-    }
+    train_files = audio.split_files(
+        dsp.list_audio(config.data.path), "train", int(config.data.eval_every)
+    )
+    train_wavs = [dsp.read_audio(p, 16000)[0] for p in train_files]
+    scores, toks = {"trained": [], "untrained": [], "log-mel k-means": []}, {}
+    for draw in KMEANS_DRAWS:
+        config.seed = draw
+        for name, params in (("trained", trained_params), ("untrained", untrained_params)):
+            tok, _ = fit_kmeans(config, str(tmp_path / f"{name}_{draw}"), model.cfg, params)
+            scores[name].append(abx.tokenizer_abx(tok, items, wavs))
+            toks.setdefault(name, tok)
+        scores["log-mel k-means"].append(
+            abx.logmel_kmeans_abx(items, wavs, train_wavs, config.semantic.k, seed=draw)
+        )
     table = {
-        name: {task: round(s[task]["error"], 1) for task in ("across", "within")}
-        for name, s in scores.items()
+        name: {
+            task: round(float(np.mean([s[task]["error"] for s in runs])), 1)
+            for task in ("across", "within")
+        }
+        for name, runs in scores.items()
     }
     print("ABX error % (lower is better):", json.dumps(table), "| losses", before, after)
     (tmp_path / "abx.json").write_text(json.dumps(table))
-    return dict(before=before, after=after, model=model, table=table, tok=trained_tok)
+    return dict(before=before, after=after, model=model, table=table, tok=toks["trained"])
 
 
 def test_pretraining_lowers_both_losses_and_keeps_the_quantizer_in_use(trained):
@@ -88,7 +93,16 @@ def test_pretraining_lowers_both_losses_and_keeps_the_quantizer_in_use(trained):
     assert after["contrastive_loss"] < before["contrastive_loss"] - 0.2, (before, after)
     assert after["mlm_loss"] < before["mlm_loss"] - 0.3, (before, after)
     assert after["code_perplexity"] >= 0.1 * model.cfg.codebook_size, after
-    # The ABX table is computed (and printed) for every run; its rows are finite error rates.
-    for row in trained["table"].values():
-        assert 0 <= row["across"] <= 100 and 0 <= row["within"] <= 100
     assert semantic.describe(trained["tok"]).startswith("w2v-BERT layer")
+
+
+def test_trained_tokens_carry_phonetics_across_synthesisers(trained):
+    """Same word across flite and espeak-ng against different words within one: the trained
+    tokens' mean error is below that of k-means on log-mel frames of the same training audio
+    (by 8-9 points in the runs of the module docstring). Against the untrained network it is
+    printed, not asserted (module docstring: issue 7 stays open for it)."""
+    table = trained["table"]
+    for row in table.values():
+        assert 0 <= row["across"] <= 100 and 0 <= row["within"] <= 100
+    assert table["trained"]["across"] < table["log-mel k-means"]["across"] - 2.0, table
+    assert table["trained"]["across"] < 45.0, table  # well below chance (50)
