@@ -1,4 +1,4 @@
-"""w2v-BERT pretraining learns, and its tokens carry phonetics (slow: about 5 minutes).
+"""w2v-BERT pretraining learns, and its tokens carry phonetics (slow: about 2 minutes).
 
 Trains `w2v_bert_tiny` (600 steps on 29 min of synthesised speech, audiolm_jax/data/
 synth_speech.py), then scores semantic tokens with an ABX test on words synthesised by flite and
