@@ -15,9 +15,16 @@ untrained mean over k-means seeds 0-2; log-mel k-means on the same 540 training 
 - the earlier recipe (lr 2e-3 on the 94 s embedded corpus): 40.2, 46.4, 55.8, 62.3 for seeds
   0-3 (single draws), against 36.4 for log-mel k-means there.
 - lr 5e-4 on the embedded corpus, seeds 0-7 (single draws): 34.3, 33.9, 33.0, 29.1, 40.6, 34.8,
-  45.7, 40.8; a frequency-warped view for the context network (VTLP, +-15 %) did not help.
+  45.7, 40.8.
+- A frequency-warped view (VTLP, +-15 %) as the context network's input, targets from the
+  clip as it is, on a similar 29 min synthesised corpus (single draws): lr 5e-4, seeds 0-3
+  32.4 / 37.8 / 39.0 / 36.8 against 41.2 / 41.0 / 38.1 / 34.1 without; lr 2.5e-4, seed 7 41.6
+  against 38.2 without. Not kept.
 - 3000 steps at lr 5e-4 on 1200 sentences (contrastive loss 2.03, accuracy 38 %; MLM 2.98):
   seed 6 32.8 / 31.3.
+- Other layers of the lr 2.5e-4 models, seeds 6 / 1: layer 2 41.8 / 45.7 (untrained 38.6 /
+  37.4), layer 4 46.0 / 58.3 (untrained 44.7 / 43.5): deeper trained layers tell the
+  synthesisers apart more, not less.
 
 So the trained tokens beat log-mel k-means (mean 44.2 over k-means seeds 0-2) by 8-9 points
 for every seed tried (asserted), but not the untrained network: a random 2-layer conformer
