@@ -123,7 +123,7 @@ def audio_sources(config: Any, sample_rate: int) -> tuple[DataSource, DataSource
         if d.source == "synth":
             from audiolm_jax.data import synth_speech
 
-            n = int(d.get("synth_utterances", 600))
+            n = int(d.synth_utterances)
             root = synth_speech.ensure(root or synth_speech.default_root(n, 0), n)
         files = dsp.list_audio(root)
         if len(files) < 2:

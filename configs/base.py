@@ -201,8 +201,9 @@ def w2v_bert(**overrides) -> ml_collections.ConfigDict:
     )
     c.data = ml_collections.ConfigDict(
         dict(
-            source="corpus",
+            source="corpus",  # or "folder" (data.path), "synth" (as soundstream's data)
             path="",
+            synth_utterances=600,
             eval_every=10,
             clip_seconds=10.0,
             batch_size=32,

@@ -4,7 +4,6 @@ same checks on real recordings where ../shared/audio is present, clear errors, a
 flite and espeak-ng are Debian packages (.ci/run installs them); without them these tests fail.
 """
 
-import shutil
 import subprocess
 import sys
 
@@ -13,6 +12,7 @@ import pytest
 from conftest import REPO
 
 from audiolm_jax import dsp
+from audiolm_jax.data.make_corpus import speak
 from audiolm_jax.eval import (
     asr,
     dnsmos,
@@ -47,27 +47,15 @@ VOICES = [
 ]
 
 
-def _synthesize(synth: str, voice: str, text: str, path) -> np.ndarray:
-    tool = shutil.which(synth)
-    assert tool, f"{synth} is not installed: apt-get install {synth} (.ci/run installs it)"
-    if synth == "flite":
-        cmd = [tool, "-voice", voice, "-t", text, "-o", str(path)]
-    else:
-        cmd = [tool, "-v", voice, "-s", "150", "-w", str(path), text]
-    subprocess.run(cmd, check=True, capture_output=True)
-    return dsp.read_audio(str(path), RATE)[0]
-
-
 @pytest.fixture(scope="module")
-def speech(tmp_path_factory):
+def speech():
     """{(synth, voice, sentence index): 16 kHz float32 speech}: every voice reads sentences 0
     and 1, slt reads all four."""
-    tmp = tmp_path_factory.mktemp("speech")
     out = {}
     for synth, voice in VOICES:
         count = len(SENTENCES) if voice == "slt" else 2
         for i in range(count):
-            out[synth, voice, i] = _synthesize(synth, voice, SENTENCES[i], tmp / "x.wav")
+            out[synth, voice, i] = speak(synth, voice, SENTENCES[i], RATE)
     return out
 
 

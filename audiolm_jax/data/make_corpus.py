@@ -71,31 +71,40 @@ def synthesize(synth: str, voice: str, text: str, path: str) -> None:
         raise RuntimeError(f"{synth} -v {voice} failed on {text!r}: {msg}")
 
 
+def speak(synth: str, voice: str, text: str, sample_rate: int) -> np.ndarray:
+    """`text` spoken by `synth`/`voice` (see `synthesize`), float32 at `sample_rate`."""
+    with tempfile.TemporaryDirectory() as scratch:
+        raw = os.path.join(scratch, "raw.wav")
+        synthesize(synth, voice, text, raw)
+        return dsp.read_audio(raw, sample_rate)[0]
+
+
+def level(wav: np.ndarray, db: float = -20.0) -> np.ndarray:
+    """`wav` scaled to `db` dBFS RMS and clipped to +-0.99, as every synthesised file is."""
+    return np.clip(dsp.normalize_loudness(wav, db), -0.99, 0.99)
+
+
 def main() -> None:
     os.makedirs(HERE, exist_ok=True)
     entries = []
-    with tempfile.TemporaryDirectory() as tmp:
-        for v, (synth, voice, accent) in enumerate(VOICES):
-            speaker = f"{synth}_{voice}"
-            for j in range(PER_VOICE):
-                s = (v * 3 + j) % len(SENTENCES)
-                raw = os.path.join(tmp, "raw.wav")
-                synthesize(synth, voice, SENTENCES[s], raw)
-                wav, _ = dsp.read_audio(raw, RATE)
-                wav = np.clip(dsp.normalize_loudness(wav, -20.0), -0.99, 0.99)
-                name = f"{speaker.replace('+', '-')}_{s:02d}.flac"
-                dsp.write_audio(os.path.join(HERE, name), wav, RATE)
-                entries.append(
-                    dict(
-                        file=name,
-                        text=SENTENCES[s],
-                        speaker=speaker,
-                        synthesizer=synth,
-                        accent=accent,
-                        seconds=round(len(wav) / RATE, 3),
-                        split="eval" if speaker in HELD_OUT else "train",
-                    )
+    for v, (synth, voice, accent) in enumerate(VOICES):
+        speaker = f"{synth}_{voice}"
+        for j in range(PER_VOICE):
+            s = (v * 3 + j) % len(SENTENCES)
+            wav = level(speak(synth, voice, SENTENCES[s], RATE))
+            name = f"{speaker.replace('+', '-')}_{s:02d}.flac"
+            dsp.write_audio(os.path.join(HERE, name), wav, RATE)
+            entries.append(
+                dict(
+                    file=name,
+                    text=SENTENCES[s],
+                    speaker=speaker,
+                    synthesizer=synth,
+                    accent=accent,
+                    seconds=round(len(wav) / RATE, 3),
+                    split="eval" if speaker in HELD_OUT else "train",
                 )
+            )
     with open(os.path.join(HERE, "corpus.json"), "w") as f:
         json.dump({"sample_rate": RATE, "files": entries}, f, indent=1)
     total = sum(e["seconds"] for e in entries)

@@ -14,13 +14,10 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Sequence
 
-import numpy as np
-
 from audiolm_jax import dsp
-from audiolm_jax.data.make_corpus import synthesize
+from audiolm_jax.data.make_corpus import level, speak
 
 # (synthesizer, voice, accent): flite voices by their speakers (slt, rms, kal: US English;
 # awb: Scottish English, CMU ARCTIC's documentation), espeak-ng by its English accents.
@@ -76,29 +73,25 @@ def write_labelled_corpus(
             return saved["entries"]
     os.makedirs(out_dir, exist_ok=True)
     entries = []
-    with tempfile.TemporaryDirectory() as tmp:
-        for v, (synth, voice, accent) in enumerate(voices):
-            speaker = f"{synth.split('-')[0]}_{voice}"
-            for i in range(per_voice):
-                text = sentences[(v + i) % len(sentences)]
-                raw = os.path.join(tmp, "raw.wav")
-                synthesize(synth, voice, text, raw)
-                wav, _ = dsp.read_audio(raw, sample_rate)
-                wav = np.clip(dsp.normalize_loudness(wav, -20.0), -0.99, 0.99)
-                clip = f"{speaker}_{i}"
-                path = os.path.abspath(os.path.join(out_dir, f"{clip}.wav"))
-                dsp.write_audio(path, wav, sample_rate)
-                entries.append(
-                    dict(
-                        clip=clip,
-                        path=path,
-                        text=text,
-                        speaker=speaker,
-                        accent=accent,
-                        language="en",
-                        synthesizer=synth,
-                    )
+    for v, (synth, voice, accent) in enumerate(voices):
+        speaker = f"{synth.split('-')[0]}_{voice}"
+        for i in range(per_voice):
+            text = sentences[(v + i) % len(sentences)]
+            wav = level(speak(synth, voice, text, sample_rate))
+            clip = f"{speaker}_{i}"
+            path = os.path.abspath(os.path.join(out_dir, f"{clip}.wav"))
+            dsp.write_audio(path, wav, sample_rate)
+            entries.append(
+                dict(
+                    clip=clip,
+                    path=path,
+                    text=text,
+                    speaker=speaker,
+                    accent=accent,
+                    language="en",
+                    synthesizer=synth,
                 )
+            )
     with open(labels, "w") as f:
         json.dump({"request": request, "entries": entries}, f, indent=2)
     return entries

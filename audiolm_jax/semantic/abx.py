@@ -24,7 +24,6 @@ import os
 import re
 import shutil
 import subprocess
-import tempfile
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -33,7 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from audiolm_jax import dsp
-from audiolm_jax.data.make_corpus import synthesize as _synthesize
+from audiolm_jax.data.make_corpus import level, speak
 
 # Short English words: minimal pairs (one phoneme apart: voicing, place, vowel) plus a few that
 # differ everywhere, so that a representation has to resolve single phonemes to score well.
@@ -143,22 +142,18 @@ def synthesize_words(
 
     os.makedirs(out_dir, exist_ok=True)
     jobs = [(word, synth, voice) for word in words for synth, voice in voices]
-    with tempfile.TemporaryDirectory() as tmp:
 
-        def one(n: int) -> dict:
-            word, synth, voice = jobs[n]
-            raw = os.path.join(tmp, f"{n}.wav")
-            _synthesize(synth, voice, word, raw)  # a failure: RuntimeError with its message
-            wav, _ = dsp.read_audio(raw, sample_rate)
-            wav = trim_silence(wav, sample_rate)
-            wav = np.clip(dsp.normalize_loudness(wav, LOUDNESS_DB), -0.99, 0.99)
-            path = os.path.join(out_dir, f"{synth}_{_slug(voice)}_{_slug(word)}.wav")
-            dsp.write_audio(path, wav, sample_rate)
-            return dict(path=path, word=word, synth=synth, voice=voice)
+    def one(job: tuple[str, str, str]) -> dict:
+        word, synth, voice = job
+        wav = speak(synth, voice, word, sample_rate)  # a failure: RuntimeError with its message
+        wav = level(trim_silence(wav, sample_rate), LOUDNESS_DB)
+        path = os.path.join(out_dir, f"{synth}_{_slug(voice)}_{_slug(word)}.wav")
+        dsp.write_audio(path, wav, sample_rate)
+        return dict(path=path, word=word, synth=synth, voice=voice)
 
-        # The synthesisers are separate processes that mostly wait on I/O: run a few at once.
-        with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:
-            return list(pool.map(one, range(len(jobs))))
+    # The synthesisers are separate processes that mostly wait on I/O: run a few at once.
+    with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:
+        return list(pool.map(one, jobs))
 
 
 @functools.partial(jax.jit, static_argnums=(1, 2, 3, 4))
