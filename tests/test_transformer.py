@@ -1,5 +1,7 @@
 """The shared stage Transformer: causality, packing, padded vocab, shapes and counts."""
 
+import dataclasses
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -12,6 +14,7 @@ from audiolm_jax.lm.transformer import (
     Transformer,
     TransformerConfig,
     count_params,
+    decode_layout,
     pad_vocab,
 )
 
@@ -81,6 +84,33 @@ def test_param_count_matches_init():
         cfg = _cfg(**kw)
         _, params = _init(cfg)
         assert sum(x.size for x in jax.tree.leaves(params)) == count_params(cfg)
+
+
+def test_decode_layout_computes_the_same_logits():
+    """The sampler's layout (layers unrolled; on the CPU, kernels stored output axes first):
+    the same logits from the converted params, and `Dense(out_first=True)` initialised with
+    the same key draws the same values as the converted kernels."""
+    cfg = _cfg(num_heads=4, head_dim=16)  # head_dim * heads != d_model: out's two in-axes
+    model, params = _init(cfg)
+    ids = jax.random.randint(jax.random.key(1), (2, 24), 0, cfg.vocab_size)
+    cfg_d, params_d = decode_layout(cfg, params)
+    assert cfg_d.kernels_out_first and not cfg_d.scan_layers
+    assert params_d["layer_1"]["out"]["kernel"].shape == (32, 4, 16)
+    assert params_d["layer_1"]["query"]["kernel"].shape == (4, 16, 32)
+    want = model.apply({"params": params}, ids)
+    got = Transformer(cfg_d).apply({"params": params_d}, ids)
+    np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-5, atol=1e-5)
+    unrolled = dataclasses.replace(cfg, scan_layers=False)
+    fresh = nn.unbox(
+        Transformer(dataclasses.replace(unrolled, kernels_out_first=True)).init(
+            jax.random.key(0), ids
+        )["params"]
+    )
+    converted = decode_layout(
+        unrolled, nn.unbox(Transformer(unrolled).init(jax.random.key(0), ids)["params"])
+    )[1]
+    for a, b in zip(jax.tree.leaves(fresh), jax.tree.leaves(converted)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
 
 def test_semantic_tpu_is_paper_size():

@@ -18,7 +18,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from audiolm_jax.lm.transformer import NEG_INF, Transformer, TransformerConfig, unscan
+from audiolm_jax.lm.transformer import NEG_INF, Transformer, TransformerConfig, decode_layout
 
 
 def filter_logits(logits: jax.Array, *, top_k: int = 0, top_p: float | jax.Array = 1.0):
@@ -105,7 +105,7 @@ def sample_tokens(
     batch, p = prompt.shape
     if not 1 <= p <= max_len:
         raise ValueError(f"prompt length {p} must be in [1, max_len={max_len}]")
-    cfg, params = unscan(cfg, params)  # one token per step: unrolled layers decode faster
+    cfg, params = decode_layout(cfg, params)  # unrolled layers, CPU kernels [out, in]
     start = jnp.int32(p) if prompt_len is None else jnp.asarray(prompt_len, jnp.int32)
     stop = jnp.int32(max_len) if stop_len is None else jnp.minimum(stop_len, max_len)
     model = Transformer(cfg, decode_len=max_len)
