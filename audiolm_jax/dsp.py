@@ -135,7 +135,11 @@ def si_sdr(reference: jax.Array, estimate: jax.Array) -> jax.Array:
         )
     ref = reference - reference.mean(-1, keepdims=True)
     est = estimate - estimate.mean(-1, keepdims=True)
-    scale = jnp.sum(ref * est, -1, keepdims=True) / (jnp.sum(ref**2, -1, keepdims=True) + 1e-12)
+    # Both products through one contraction: for est == ref they round alike and the scale is
+    # exactly 1 (two fused sums reduced in different orders left 1.6e-5 of it on an AVX2 CPU,
+    # capping identical signals at 96 dB).
+    dot = functools.partial(jnp.einsum, "...t,...t->...")
+    scale = (dot(ref, est) / (dot(ref, ref) + 1e-12))[..., None]
     target = scale * ref
     noise = est - target
     return 10 * jnp.log10((jnp.sum(target**2, -1) + 1e-12) / (jnp.sum(noise**2, -1) + 1e-12))

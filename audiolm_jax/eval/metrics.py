@@ -133,8 +133,9 @@ def si_sdr(ref, est) -> float:
     Wisdom, Erdogan, Hershey 2019, "SDR - half-baked or well done?", ICASSP): both made
     zero-mean, `est` projected on `ref`; 10 log10 of the projection's energy over the rest's.
     Range (-inf, inf), higher is better; white noise added at an SNR of s dB scores about s.
-    Identical (or rescaled) signals give a large finite value (float32 rounding, ~130 dB) rather
-    than inf, so means over many clips stay finite (`dsp.si_sdr`, the codec's own metric)."""
+    Identical (or rescaled) signals give a large finite value (a 1e-12 floor: ~167 dB at unit
+    variance) rather than inf, so means over many clips stay finite (`dsp.si_sdr`, the codec's
+    own metric)."""
     r, e = check_pair(ref, est)
     return float(dsp.si_sdr(r[None], e[None])[0])
 
