@@ -82,10 +82,11 @@ class Dense(nn.Module):
         lead = x.shape[: x.ndim - self.contract]
         x2 = x.reshape(-1, fan_in).astype(self.dtype)
         if self.out_first:
-            # [out, in] . [in, rows], the weights as the long side of the matmul: with 1-8 rows
-            # XLA's CPU dot streams them 1.7-2.8x faster than [rows, in] . [in, out] (6 x 512
-            # LM decoding, benchmarks/bench_lm_sample.py). The barriers keep XLA from folding
-            # the transposes back into a [rows, in] . [out, in]^T dot, which is not faster.
+            # [out, in] . [in, rows], the weights as the long side of the matmul: at 8 rows
+            # XLA's CPU dot streamed them 2.1-3.0x faster than [rows, in] . [in, out] (the six
+            # FFN matrices of a 6 x 512 LM, 48 MB; at 1 row within noise; BENCHMARKS.md). The
+            # barriers keep XLA from folding the transposes into [rows, in] . [out, in]^T,
+            # which was 1.5x slower than this form.
             barrier = jax.lax.optimization_barrier
             y = barrier(
                 jnp.dot(
