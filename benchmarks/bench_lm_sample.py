@@ -62,6 +62,7 @@ def main() -> None:
 
     from audiolm_jax.lm.transformer import Transformer, TransformerConfig
     from audiolm_jax.sampling import sample_tokens
+    from audiolm_jax.sampling.lm import cache_lengths
 
     cfg = TransformerConfig(
         vocab_size=1028,
@@ -83,22 +84,30 @@ def main() -> None:
         f"memory copy bandwidth {bandwidth / 1e9:.1f} GB/s, matrix-vector read "
         f"{read_bw / 1e9:.1f} GB/s ({weight_mb} MB, the weights' size)"
     )
-    cases = [("float32", 1), ("float32", 8), ("bfloat16", 1)]
+    # (dtype, batch, cache_blocks): None is the sampler's default (parts of the loop attending
+    # over a growing cache prefix); 1 reads the whole preallocated cache at every step.
+    cases = [("float32", 1, None), ("float32", 8, None), ("bfloat16", 1, None), ("float32", 8, 1)]
     runs: dict = {case: [] for case in cases}
 
     def measure_jax() -> None:
-        for dtype, batch in cases:
+        for dtype, batch, blocks in cases:
             c = dataclasses.replace(cfg, dtype=dtype)
             p = jax.tree.map(lambda x, d=dtype: x.astype(d), params)
             prompt = jnp.ones((batch, 1), jnp.int32)
 
             def run(c=c, p=p, prompt=prompt):
                 out = sample_tokens(
-                    c, p, prompt, max_len=LENGTH + 1, rng=jax.random.key(0), temperature=1.0
+                    c,
+                    p,
+                    prompt,
+                    max_len=LENGTH + 1,
+                    rng=jax.random.key(0),
+                    temperature=1.0,
+                    cache_blocks=blocks,
                 )
                 out.block_until_ready()
 
-            runs[(dtype, batch)] += median_time(run, args.repeats, warmup=1)[1]
+            runs[(dtype, batch, blocks)] += median_time(run, args.repeats, warmup=1)[1]
 
     # JAX before and after the peer, pooled: a machine that drifts during the run (it does
     # here, by up to 1.4x) biases neither side.
@@ -106,8 +115,9 @@ def main() -> None:
     if not args.no_peer:
         measure_peers()
         measure_jax()
-    for dtype, batch in cases:
-        times = runs[(dtype, batch)]
+    for dtype, batch, blocks in cases:
+        times = runs[(dtype, batch, blocks)]
+        parts = len(cache_lengths(LENGTH + 1, blocks))
         t = float(np.median(times))
         weight_bytes = sum(x.size for x in jax.tree.leaves(params)) * jnp.dtype(dtype).itemsize
         # Per step: every weight once, plus the keys and values cached so far (on average
@@ -115,7 +125,9 @@ def main() -> None:
         kv = 2 * cfg.num_layers * batch * cfg.d_model * (LENGTH / 2) * jnp.dtype(dtype).itemsize
         achieved = (weight_bytes + kv) * LENGTH / t
         row = {
-            "what": f"LM sampling, 6 x 512, {LENGTH} tokens, batch {batch}, {dtype}",
+            "what": f"LM sampling, 6 x 512, {LENGTH} tokens, batch {batch}, {dtype}, "
+            f"{parts} cache part(s)",
+            "cache_parts": parts,
             "jax_s": t,
             "jax_tokens_per_s": batch * LENGTH / t,
             "jax_runs_s": times,
@@ -138,7 +150,8 @@ def main() -> None:
             )
         report("lm_sample", row)
         print(
-            f"batch {batch} {dtype}: jax {row['jax_tokens_per_s']:.0f} tok/s, "
+            f"batch {batch} {dtype} ({parts} cache parts): "
+            f"jax {row['jax_tokens_per_s']:.0f} tok/s, "
             f"{achieved / 1e9:.1f} GB/s = {100 * achieved / read_bw:.0f}% of the read bandwidth "
             f"({100 * achieved / bandwidth:.0f}% of copy)"
             + (

@@ -9,6 +9,7 @@ import pytest
 from audiolm_jax import layouts
 from audiolm_jax.lm.transformer import Transformer, TransformerConfig
 from audiolm_jax.sampling import filter_logits, sample_tokens
+from audiolm_jax.sampling.lm import cache_lengths
 
 
 @pytest.fixture(scope="module")
@@ -66,6 +67,37 @@ def test_kv_cache_decoding_equals_full_forward(position):
         )
         outs.append(out)
     np.testing.assert_allclose(jnp.concatenate(outs, 1)[..., :100], full[..., :100], atol=1e-5)
+
+
+@pytest.mark.parametrize("blocks", [1, 3])
+def test_cache_blocks_keep_logits_of_the_full_forward(lm, blocks):
+    """The loop in parts that attend over a growing prefix of the cache (`cache_blocks`): every
+    step's logits equal the full forward pass, also when the prompt ends past the first part
+    and the stop comes before the last, and the tokens equal the one-part loop's."""
+    cfg, params = lm
+    assert len(cache_lengths(40, blocks)) == blocks
+    assert cache_lengths(257) == (72, 136, 200, 257) and cache_lengths(16) == (16,)
+    buf = jax.random.randint(jax.random.key(2), (2, 40), 0, cfg.vocab_size)
+    run = lambda b: sample_tokens(
+        cfg,
+        params,
+        buf,
+        max_len=40,
+        rng=jax.random.key(1),
+        prompt_len=20,
+        stop_len=33,
+        return_logits=True,
+        cache_blocks=b,
+    )
+    tokens, seen = run(blocks)
+    full = Transformer(cfg).apply({"params": params}, tokens)
+    v = cfg.vocab_size
+    np.testing.assert_allclose(seen[:, 20:33, :v], full[:, 19:32, :v], atol=1e-4)
+    np.testing.assert_array_equal(tokens, run(1)[0])
+    np.testing.assert_array_equal(tokens[:, :20], buf[:, :20])
+    assert (np.asarray(tokens[:, 33:]) == 0).all()
+    with pytest.raises(ValueError, match="cache_blocks must be >= 1"):
+        cache_lengths(40, 0)
 
 
 def test_greedy_sampling_equals_naive_recompute(lm):

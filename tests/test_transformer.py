@@ -88,15 +88,17 @@ def test_param_count_matches_init():
 
 def test_decode_layout_computes_the_same_logits():
     """The sampler's layout (layers unrolled; on the CPU, kernels stored output axes first):
-    the same logits from the converted params, and `Dense(out_first=True)` initialised with
-    the same key draws the same values as the converted kernels."""
+    the same logits from the converted params (query, key and value fused into one kernel),
+    and `Dense(out_first=True)` initialised with the same key draws the same values as the
+    converted kernels."""
     cfg = _cfg(num_heads=4, head_dim=16)  # head_dim * heads != d_model: out's two in-axes
     model, params = _init(cfg)
     ids = jax.random.randint(jax.random.key(1), (2, 24), 0, cfg.vocab_size)
     cfg_d, params_d = decode_layout(cfg, params)
-    assert cfg_d.kernels_out_first and not cfg_d.scan_layers
+    assert cfg_d.kernels_out_first and cfg_d.fused_qkv and not cfg_d.scan_layers
     assert params_d["layer_1"]["out"]["kernel"].shape == (32, 4, 16)
-    assert params_d["layer_1"]["query"]["kernel"].shape == (4, 16, 32)
+    assert params_d["layer_1"]["qkv"]["kernel"].shape == (3, 4, 16, 32)
+    assert "query" not in params_d["layer_1"]
     want = model.apply({"params": params}, ids)
     got = Transformer(cfg_d).apply({"params": params_d}, ids)
     np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-5, atol=1e-5)
@@ -109,6 +111,11 @@ def test_decode_layout_computes_the_same_logits():
     converted = decode_layout(
         unrolled, nn.unbox(Transformer(unrolled).init(jax.random.key(0), ids)["params"])
     )[1]
+    for layer in (n for n in converted if n.startswith("layer_")):
+        qkv = converted[layer].pop("qkv")["kernel"]
+        for i, name in enumerate(("query", "key", "value")):
+            converted[layer][name] = {"kernel": qkv[i]}
+    assert jax.tree.structure(fresh) == jax.tree.structure(converted)
     for a, b in zip(jax.tree.leaves(fresh), jax.tree.leaves(converted)):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 

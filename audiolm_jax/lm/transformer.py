@@ -61,6 +61,9 @@ class TransformerConfig:
     # Every Dense kernel stored output axes first (`layers.Dense.out_first`): the decode layout
     # that `decode_layout` sets for the sampler on the CPU; params in that layout differ in shape.
     kernels_out_first: bool = False
+    # Query, key and value as one Dense ("qkv", kernel [embed, 3, heads, kv]): the decode
+    # layout on the CPU, where each decoding step's three small matmuls cost three calls.
+    fused_qkv: bool = False
 
     @property
     def padded_vocab(self) -> int:
@@ -285,11 +288,18 @@ class Block(nn.Module):
         drop = Dropout(cfg.dropout, deterministic=self.deterministic)
 
         y = make_norm(cfg.norm, dt, name="attn_norm")(x)
-        qkv = {
-            n: Dense((e, h, d), ("embed", "heads", "kv"), 1, dt, out_first=of, name=n)(y)
-            for n in ("query", "key", "value")
-        }
-        q, k, v = (constrain(qkv[n], ("batch", "length", "heads", "kv")) for n in qkv)
+        if cfg.fused_qkv:
+            qkv = Dense(
+                (e, 3, h, d), ("embed", None, "heads", "kv"), 1, dt, out_first=of, name="qkv"
+            )
+            qkv = qkv(y)
+            qkv = [qkv[..., i, :, :] for i in range(3)]
+        else:
+            qkv = [
+                Dense((e, h, d), ("embed", "heads", "kv"), 1, dt, out_first=of, name=n)(y)
+                for n in ("query", "key", "value")
+            ]
+        q, k, v = (constrain(t, ("batch", "length", "heads", "kv")) for t in qkv)
         if cfg.position == "rope":
             q, k = apply_rope(q, positions), apply_rope(k, positions)
         if self.decode_len:
@@ -454,7 +464,16 @@ def unscan(cfg: TransformerConfig, params: Any) -> tuple[TransformerConfig, Any]
 
 
 # Dense kernels of the Transformer by name -> their contracted (input) axes.
-_DENSE_CONTRACT = {"query": 1, "key": 1, "value": 1, "out": 2, "wi": 1, "wo": 1, "logits": 1}
+_DENSE_CONTRACT = {
+    "query": 1,
+    "key": 1,
+    "value": 1,
+    "qkv": 1,
+    "out": 2,
+    "wi": 1,
+    "wo": 1,
+    "logits": 1,
+}
 
 
 def decode_layout(cfg: TransformerConfig, params: Any) -> tuple[TransformerConfig, Any]:
@@ -464,13 +483,19 @@ def decode_layout(cfg: TransformerConfig, params: Any) -> tuple[TransformerConfi
     XLA's CPU dot over [rows, in] . [in, out] streamed the weights at a third of the memory
     bandwidth (6 x 512 LM, 256 tokens at batch 8 on a 2-core AMD EPYC VM: 218-243 -> 444-446
     tok/s; batch 1 unchanged within noise; benchmarks/bench_lm_sample.py). The transposes run
-    once per call, outside the decoding loop."""
+    once per call, outside the decoding loop. Query, key and value become one kernel
+    (`cfg.fused_qkv`): one matmul call a layer instead of three (per call, XLA's CPU dot at
+    8 rows costs about half of what one reading the three kernels costs)."""
     cfg, params = unscan(cfg, params)
     if jax.default_backend() != "cpu" or cfg.kernels_out_first:
         return cfg, params
 
     def convert(tree: Any) -> Any:
         out = {}
+        if all(isinstance(tree.get(n), Mapping) for n in ("query", "key", "value")):
+            qkv = [tree[n]["kernel"] for n in ("query", "key", "value")]
+            tree = {n: sub for n, sub in tree.items() if n not in ("query", "key", "value")}
+            tree["qkv"] = {"kernel": jnp.stack(qkv, axis=1)}
         for name, sub in tree.items():
             if name in _DENSE_CONTRACT and isinstance(sub, Mapping) and "kernel" in sub:
                 sub = dict(sub, kernel=out_first_kernel(sub["kernel"], _DENSE_CONTRACT[name]))
@@ -479,7 +504,7 @@ def decode_layout(cfg: TransformerConfig, params: Any) -> tuple[TransformerConfi
             out[name] = sub
         return out
 
-    return dataclasses.replace(cfg, kernels_out_first=True), convert(params)
+    return dataclasses.replace(cfg, kernels_out_first=True, fused_qkv=True), convert(params)
 
 
 def split_layers(params: dict, n: int) -> dict:

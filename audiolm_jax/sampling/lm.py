@@ -1,5 +1,6 @@
-"""Sampling one stage LM: a KV cache preallocated to the final length, filled by one compiled
-`lax.while_loop` (no Python step per token).
+"""Sampling one stage LM: a KV cache preallocated to the final length, filled by compiled
+`lax.while_loop`s (no Python step per token): up to 4 consecutive loops, each attending over the
+cache only up to its own end (`cache_lengths`).
 
     tokens = sample_tokens(cfg, params, prompt, max_len=512, rng=jax.random.key(0),
                            temperature=0.6, top_k=0, top_p=1.0, eos_id=layouts.EOS,
@@ -11,6 +12,7 @@ key gives the same tokens. All rows share the prompt length.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from functools import partial
 from typing import Any
@@ -58,6 +60,7 @@ def _choose(logits, key, temperature, top_k, top_p):
         "pad_id",
         "valid_ids",
         "return_logits",
+        "cache_blocks",
     ),
 )
 def sample_tokens(
@@ -78,6 +81,7 @@ def sample_tokens(
     stop_len: int | jax.Array | None = None,
     return_logits: bool = False,
     cond: jax.Array | None = None,
+    cache_blocks: int | None = None,
 ):
     """Continues `prompt` [batch, p] (p >= 1, e.g. BOS) to tokens [batch, max_len].
 
@@ -129,11 +133,7 @@ def sample_tokens(
     tokens = jnp.where(jnp.arange(max_len) < start, tokens, pad_id)
     seen = jnp.zeros((batch, max_len, cfg.padded_vocab) if return_logits else (0,), jnp.float32)
 
-    def more(carry):
-        pos, done = carry[3], carry[4]
-        return (pos < stop) & ~jnp.all(done)
-
-    def body(carry):
+    def body(carry, model):
         tokens, cache, last, pos, done, seen = carry
         if return_logits:
             seen = jax.lax.dynamic_update_slice(seen, last[:, None], (0, pos, 0))
@@ -154,5 +154,36 @@ def sample_tokens(
         return tokens, new["cache"], out[:, -1], pos + 1, done, seen
 
     carry = (tokens, cache, last, start, jnp.zeros(batch, bool), seen)
-    out = jax.lax.while_loop(more, body, carry)
-    return (out[0], out[5]) if return_logits else out[0]
+    for n in cache_lengths(max_len, cache_blocks):
+        # Positions before n attend only to keys before n: this part's loop carries the first
+        # n cache positions (one copy in, one back), so each step reads n, not max_len.
+        part = jax.tree.map(lambda c, n=n: c[:, :n] if c.ndim else c, carry[1])
+        model_n = Transformer(cfg, decode_len=n)
+        step_stop = jnp.minimum(stop, n)
+        out = jax.lax.while_loop(
+            lambda c, s=step_stop: (c[3] < s) & ~jnp.all(c[4]),
+            partial(body, model=model_n),
+            carry[:1] + (part,) + carry[2:],
+        )
+        full = jax.tree.map(
+            lambda whole, c: (
+                jax.lax.dynamic_update_slice_in_dim(whole, c, 0, axis=1) if c.ndim else c
+            ),
+            carry[1],
+            out[1],
+        )
+        carry = out[:1] + (full,) + out[2:]
+    return (carry[0], carry[5]) if return_logits else carry[0]
+
+
+def cache_lengths(max_len: int, blocks: int | None = None) -> tuple[int, ...]:
+    """The cache lengths of the sampler's consecutive loop parts, ending at max_len: `blocks`
+    parts (default: one per 64 positions, at most 4) of equal length rounded up to 8."""
+    if blocks is None:
+        blocks = min(4, max(1, max_len // 64))
+    if blocks < 1:
+        raise ValueError(f"cache_blocks must be >= 1, got {blocks}")
+    ends = {
+        min(max_len, math.ceil(math.ceil(max_len * i / blocks) / 8) * 8) for i in range(1, blocks)
+    }
+    return tuple(sorted(ends | {max_len}))
