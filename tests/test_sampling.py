@@ -9,7 +9,7 @@ import pytest
 from audiolm_jax import layouts
 from audiolm_jax.lm.transformer import Transformer, TransformerConfig
 from audiolm_jax.sampling import filter_logits, sample_tokens
-from audiolm_jax.sampling.lm import cache_lengths
+from audiolm_jax.sampling.lm import cache_lengths, default_cache_blocks
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +76,7 @@ def test_cache_blocks_keep_logits_of_the_full_forward(lm, blocks):
     and the stop comes before the last, and the tokens equal the one-part loop's."""
     cfg, params = lm
     assert len(cache_lengths(40, blocks)) == blocks
-    assert cache_lengths(257) == (72, 136, 200, 257) and cache_lengths(16) == (16,)
+    assert cache_lengths(257, 4) == (72, 136, 200, 257) and cache_lengths(16) == (16,)
     buf = jax.random.randint(jax.random.key(2), (2, 40), 0, cfg.vocab_size)
     run = lambda b: sample_tokens(
         cfg,
@@ -98,6 +98,20 @@ def test_cache_blocks_keep_logits_of_the_full_forward(lm, blocks):
     assert (np.asarray(tokens[:, 33:]) == 0).all()
     with pytest.raises(ValueError, match="cache_blocks must be >= 1"):
         cache_lengths(40, 0)
+
+
+def test_default_cache_blocks_only_where_the_cache_is_a_large_read():
+    """Parts by default only where the KV cache is a large read beside the weights: the
+    benchmark's 6 x 512 LM over 257 positions gets 4 at batch 8 (50 MB of cache, 80 MB of
+    weights) and 1 at batch 1; a tiny stage (each part costs a compilation) gets 1."""
+    big = TransformerConfig(vocab_size=1028, num_layers=6, num_heads=8, d_model=512, d_ff=2048)
+    ids = jnp.zeros((1, 8), jnp.int32)
+    shapes = nn.unbox(jax.eval_shape(Transformer(big).init, jax.random.key(0), ids)["params"])
+    assert default_cache_blocks(big, shapes, 8, 257) == 4
+    assert default_cache_blocks(big, shapes, 1, 257) == 1
+    tiny = TransformerConfig(vocab_size=40, num_layers=2, num_heads=2, d_model=32, d_ff=64)
+    shapes = nn.unbox(jax.eval_shape(Transformer(tiny).init, jax.random.key(0), ids)["params"])
+    assert default_cache_blocks(tiny, shapes, 10, 257) == 1
 
 
 def test_greedy_sampling_equals_naive_recompute(lm):

@@ -105,6 +105,12 @@ def sample_tokens(
     cond: [batch, max_len] conditioning ids of every position, for a model with
     `cfg.cond_embed` (the "aligned" coarse stage; `TokenLayout.coarse_conditioning` of the
     prompt gives them, since they depend only on the prefix).
+
+    cache_blocks: the loop runs in this many consecutive parts, each attending over the cache
+    only up to its own end (`cache_lengths`), so early tokens do not read the whole
+    preallocated cache; each part compiles the decoding step once more. Default (None): one
+    part per 64 positions, at most 4, where the whole cache is a large read beside the
+    weights (`default_cache_blocks`), else 1.
     """
     batch, p = prompt.shape
     if not 1 <= p <= max_len:
@@ -154,6 +160,8 @@ def sample_tokens(
         return tokens, new["cache"], out[:, -1], pos + 1, done, seen
 
     carry = (tokens, cache, last, start, jnp.zeros(batch, bool), seen)
+    if cache_blocks is None:
+        cache_blocks = default_cache_blocks(cfg, params, batch, max_len)
     for n in cache_lengths(max_len, cache_blocks):
         # Positions before n attend only to keys before n: this part's loop carries the first
         # n cache positions (one copy in, one back), so each step reads n, not max_len.
@@ -176,11 +184,25 @@ def sample_tokens(
     return (carry[0], carry[5]) if return_logits else carry[0]
 
 
-def cache_lengths(max_len: int, blocks: int | None = None) -> tuple[int, ...]:
+def default_cache_blocks(cfg: TransformerConfig, params: Any, batch: int, max_len: int) -> int:
+    """How many loop parts `sample_tokens` uses by default: one per 64 positions (at most 4)
+    when the whole KV cache is at least 8 MB and a quarter of the weights' bytes, else 1.
+
+    Each part compiles the decoding step again. Where the cache is a large share of what a
+    step reads (6 x 512 LM, 256 tokens, batch 8: 50 MB of cache beside 80 MB of weights) four
+    parts were 1.15x faster on a 2-core CPU; for the quickstart's tiny stages they only added
+    2.8 s of compilation to the first `sample()` (BENCHMARKS.md, LM sampling)."""
+    itemsize = jnp.dtype(cfg.compute_dtype).itemsize
+    cache = 2 * cfg.num_layers * batch * max_len * cfg.num_heads * cfg.kv_dim * itemsize
+    weights = sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(params))
+    if cache >= max(8 * 2**20, weights / 4):
+        return min(4, max(1, max_len // 64))
+    return 1
+
+
+def cache_lengths(max_len: int, blocks: int = 1) -> tuple[int, ...]:
     """The cache lengths of the sampler's consecutive loop parts, ending at max_len: `blocks`
-    parts (default: one per 64 positions, at most 4) of equal length rounded up to 8."""
-    if blocks is None:
-        blocks = min(4, max(1, max_len // 64))
+    parts of equal length, each end rounded up to a multiple of 8."""
     if blocks < 1:
         raise ValueError(f"cache_blocks must be >= 1, got {blocks}")
     ends = {
