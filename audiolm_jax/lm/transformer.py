@@ -464,16 +464,8 @@ def unscan(cfg: TransformerConfig, params: Any) -> tuple[TransformerConfig, Any]
 
 
 # Dense kernels of the Transformer by name -> their contracted (input) axes.
-_DENSE_CONTRACT = {
-    "query": 1,
-    "key": 1,
-    "value": 1,
-    "qkv": 1,
-    "out": 2,
-    "wi": 1,
-    "wo": 1,
-    "logits": 1,
-}
+# (query, key and value are fused into "qkv" first.)
+_DENSE_CONTRACT = {"qkv": 1, "out": 2, "wi": 1, "wo": 1, "logits": 1}
 
 
 def decode_layout(cfg: TransformerConfig, params: Any) -> tuple[TransformerConfig, Any]:
@@ -484,8 +476,8 @@ def decode_layout(cfg: TransformerConfig, params: Any) -> tuple[TransformerConfi
     bandwidth (6 x 512 LM, 256 tokens at batch 8 on a 2-core AMD EPYC VM: 218-243 -> 444-446
     tok/s; batch 1 unchanged within noise; benchmarks/bench_lm_sample.py). The transposes run
     once per call, outside the decoding loop. Query, key and value become one kernel
-    (`cfg.fused_qkv`): one matmul call a layer instead of three (per call, XLA's CPU dot at
-    8 rows costs about half of what one reading the three kernels costs)."""
+    (`cfg.fused_qkv`), one matmul call a layer instead of three: at batch 1 3.10 -> 2.77 ms a
+    step for the same LM on a 2-core Intel Xeon VM (batch 8 within noise)."""
     cfg, params = unscan(cfg, params)
     if jax.default_backend() != "cpu" or cfg.kernels_out_first:
         return cfg, params
