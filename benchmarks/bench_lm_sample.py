@@ -4,7 +4,7 @@ audiolm-jax's `sample_tokens` (KV cache preallocated, one compiled while_loop) a
 audiolm-pytorch's `SemanticTransformerWrapper.generate(use_kv_cache=True)` (one Python step per
 token), same sizes, CPU torch with 2 threads; the peer runs first, in its own venv.
 
-    python benchmarks/bench_lm_sample.py [--repeats 3] [--no-peer]
+    python benchmarks/bench_lm_sample.py [--repeats 3] [--no-peer] [--peer-bf16]
 
 JAX is measured before and after the peer and its runs pooled (medians of 2 x repeats).
 
@@ -14,6 +14,10 @@ as a jitted matrix-vector product streams a matrix as large as the weights
 (`common.read_bandwidth`, the limit) and as a one-thread `numpy.copyto` counts it
 (`common.copy_bandwidth`, the rows before 2026-11-28's second run), and the same model with
 bf16 weights and compute (half the bytes).
+
+Rows with "bfloat16 matmuls" keep the compute dtype fp32 and run only the Dense matmuls on
+bf16 kernels (`TransformerConfig.matmul_dtype`); `--peer-bf16` also times the peer under
+`torch.autocast("cpu", dtype=torch.bfloat16)`, its bf16 option.
 """
 
 from __future__ import annotations
@@ -39,6 +43,11 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--no-peer", action="store_true")
+    parser.add_argument(
+        "--peer-bf16",
+        action="store_true",
+        help="also time the peer under torch.autocast(bfloat16) (slower than its fp32 here)",
+    )
     args = parser.parse_args()
 
     peers: dict = {}
@@ -48,17 +57,20 @@ def main() -> None:
         from benchmarks.peer_env import run_peer
 
         for batch in (1, 8):
-            r = run_peer(
-                "peer_audiolm_pytorch.py",
-                "sample",
-                "--length",
-                str(LENGTH),
-                "--batch",
-                str(batch),
-                "--repeats",
-                str(args.repeats),
-            )
-            peers.setdefault(batch, []).append(r)
+            for dtype in ("float32", "bfloat16") if args.peer_bf16 else ("float32",):
+                r = run_peer(
+                    "peer_audiolm_pytorch.py",
+                    "sample",
+                    "--length",
+                    str(LENGTH),
+                    "--batch",
+                    str(batch),
+                    "--repeats",
+                    str(args.repeats),
+                    "--dtype",
+                    dtype,
+                )
+                peers.setdefault((batch, dtype), []).append(r)
 
     from audiolm_jax.lm.transformer import Transformer, TransformerConfig
     from audiolm_jax.sampling import sample_tokens
@@ -84,15 +96,24 @@ def main() -> None:
         f"memory copy bandwidth {bandwidth / 1e9:.1f} GB/s, matrix-vector read "
         f"{read_bw / 1e9:.1f} GB/s ({weight_mb} MB, the weights' size)"
     )
-    # (dtype, batch, cache_blocks): None is the sampler's default (at batch 8, 4 parts of the
-    # loop attending over a growing cache prefix); 1 reads the whole preallocated cache at
-    # every step.
-    cases = [("float32", 1, None), ("float32", 8, None), ("bfloat16", 1, None), ("float32", 8, 1)]
+    # (dtype, matmul_dtype, batch, cache_blocks): dtype is the compute dtype (the weights are
+    # cast to it); matmul_dtype "bfloat16" runs only the Dense matmuls on bf16 kernels
+    # (`TransformerConfig.matmul_dtype`), attention and KV cache in fp32. cache_blocks None is
+    # the sampler's default (at batch 8, 4 parts of the loop attending over a growing cache
+    # prefix); 1 reads the whole preallocated cache at every step.
+    cases = [
+        ("float32", None, 1, None),
+        ("float32", None, 8, None),
+        ("float32", "bfloat16", 1, None),
+        ("float32", "bfloat16", 8, None),
+        ("bfloat16", None, 1, None),
+        ("float32", None, 8, 1),
+    ]
     runs: dict = {case: [] for case in cases}
 
     def measure_jax() -> None:
-        for dtype, batch, blocks in cases:
-            c = dataclasses.replace(cfg, dtype=dtype)
+        for dtype, mm, batch, blocks in cases:
+            c = dataclasses.replace(cfg, dtype=dtype, matmul_dtype=mm)
             p = jax.tree.map(lambda x, d=dtype: x.astype(d), params)
             prompt = jnp.ones((batch, 1), jnp.int32)
 
@@ -108,7 +129,7 @@ def main() -> None:
                 )
                 out.block_until_ready()
 
-            runs[(dtype, batch, blocks)] += median_time(run, args.repeats, warmup=1)[1]
+            runs[(dtype, mm, batch, blocks)] += median_time(run, args.repeats, warmup=1)[1]
 
     # JAX before and after the peer, pooled: a machine that drifts during the run (it does
     # here, by up to 1.4x) biases neither side.
@@ -116,22 +137,28 @@ def main() -> None:
     if not args.no_peer:
         measure_peers()
         measure_jax()
-    for dtype, batch, blocks in cases:
-        times = runs[(dtype, batch, blocks)]
+    from audiolm_jax.lm.transformer import decode_layout
+
+    for dtype, mm, batch, blocks in cases:
+        times = runs[(dtype, mm, batch, blocks)]
+        c = dataclasses.replace(cfg, dtype=dtype, matmul_dtype=mm)
+        p = jax.tree.map(lambda x, d=dtype: x.astype(d), params)
         if blocks is None:
-            blocks = default_cache_blocks(
-                dataclasses.replace(cfg, dtype=dtype), params, batch, LENGTH + 1
-            )
+            blocks = default_cache_blocks(c, p, batch, LENGTH + 1)
         parts = len(cache_lengths(LENGTH + 1, blocks))
         t = float(np.median(times))
-        weight_bytes = sum(x.size for x in jax.tree.leaves(params)) * jnp.dtype(dtype).itemsize
+        # The weights as the decoding loop reads them (Dense kernels in matmul_dtype).
+        weight_bytes = sum(x.nbytes for x in jax.tree.leaves(decode_layout(c, p)[1]))
         # Per step: every weight once, plus the keys and values cached so far (on average
         # half the cache), in the compute dtype.
         kv = 2 * cfg.num_layers * batch * cfg.d_model * (LENGTH / 2) * jnp.dtype(dtype).itemsize
         achieved = (weight_bytes + kv) * LENGTH / t
+        label = dtype if mm is None else f"{dtype}, {mm} matmuls"
         row = {
-            "what": f"LM sampling, 6 x 512, {LENGTH} tokens, batch {batch}, {dtype}, "
+            "what": f"LM sampling, 6 x 512, {LENGTH} tokens, batch {batch}, {label}, "
             f"{parts} cache part(s)",
+            "dtype": dtype,
+            "matmul_dtype": mm,
             "cache_parts": parts,
             "jax_s": t,
             "jax_tokens_per_s": batch * LENGTH / t,
@@ -142,20 +169,25 @@ def main() -> None:
             "read_bandwidth_bytes_per_s": read_bw,
             "fraction_of_read_bandwidth": achieved / read_bw,
         }
-        if batch in peers and dtype == "float32":
-            peer_runs = [x for r in peers[batch] for x in r["run_times_s"]]
+        for peer_dtype, suffix in (("float32", ""), ("bfloat16", "_bf16")):
+            got = peers.get((batch, peer_dtype))
+            if not got:
+                continue
+            peer_runs = [x for r in got for x in r["run_times_s"]]
             peer_s = float(np.median(peer_runs))
-            peer_tps = batch * peers[batch][0]["generated_length"] / peer_s
+            peer_tps = batch * got[0]["generated_length"] / peer_s
             row.update(
-                peer_s=peer_s,
-                peer_runs_s=peer_runs,
-                peer_tokens_per_s=peer_tps,
-                speedup_vs_peer=row["jax_tokens_per_s"] / peer_tps,
-                peer_notes=peers[batch][0].get("notes"),
+                {
+                    f"peer{suffix}_s": peer_s,
+                    f"peer{suffix}_runs_s": peer_runs,
+                    f"peer{suffix}_tokens_per_s": peer_tps,
+                    f"speedup_vs_peer{suffix}": row["jax_tokens_per_s"] / peer_tps,
+                    f"peer{suffix}_notes": got[0].get("notes"),
+                }
             )
         report("lm_sample", row)
         print(
-            f"batch {batch} {dtype} ({parts} cache parts): "
+            f"batch {batch} {label} ({parts} cache parts): "
             f"jax {row['jax_tokens_per_s']:.0f} tok/s, "
             f"{achieved / 1e9:.1f} GB/s = {100 * achieved / read_bw:.0f}% of the read bandwidth "
             f"({100 * achieved / bandwidth:.0f}% of copy)"
@@ -163,6 +195,11 @@ def main() -> None:
                 f", audiolm-pytorch {row['peer_tokens_per_s']:.0f} tok/s -> "
                 f"{row['speedup_vs_peer']:.1f}x"
                 if "peer_tokens_per_s" in row
+                else ""
+            )
+            + (
+                f", its bf16 autocast {row['peer_bf16_tokens_per_s']:.0f} tok/s"
+                if "peer_bf16_tokens_per_s" in row
                 else ""
             )
         )

@@ -236,15 +236,22 @@ def cmd_sample(args) -> dict:
     with torch.no_grad():
         t.to_logits.bias[t.eos_id] = -1e4
     _note("set the eos logit bias to -1e4 so generate() always runs to max_length")
+    bf16 = args.dtype == "bfloat16"
+    if bf16:
+        # model.to(torch.bfloat16) fails inside generate() (fp32 tensors it makes meet bf16
+        # weights); autocast casts each weight once per call (its cache) and runs the
+        # linear layers in bf16.
+        _note("generate() under torch.autocast('cpu', dtype=torch.bfloat16)")
 
     def run(length):
         t0 = time.perf_counter()
-        out = wrapper.generate(
-            max_length=length,
-            batch_size=args.batch,
-            temperature=args.temperature,
-            use_kv_cache=True,
-        )
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            out = wrapper.generate(
+                max_length=length,
+                batch_size=args.batch,
+                temperature=args.temperature,
+                use_kv_cache=True,
+            )
         return time.perf_counter() - t0, out
 
     for _ in range(args.warmup):
@@ -264,6 +271,7 @@ def cmd_sample(args) -> dict:
         "generated_length": generated,
         "temperature": args.temperature,
         "use_kv_cache": True,
+        "dtype": args.dtype,
         "filter_thres": 0.9,
         "run_times_s": times,
         "median_run_s": med,
@@ -374,6 +382,7 @@ def main(argv=None) -> int:
     sp.add_argument("--length", type=int, default=256)
     sp.add_argument("--batch", type=int, default=1)
     sp.add_argument("--temperature", type=float, default=1.0)
+    sp.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32")
     sp.add_argument("--repeats", type=int, default=1)
     sp.add_argument("--warmup", type=int, default=1, help="short (16-token) warmup runs")
 

@@ -115,6 +115,19 @@ def test_unconditional_any_length_and_rate_resampled_prompt(pipe, prompt):
     assert np.mean(codes24[:, 0] == codes16[:, 0]) > 0.5
 
 
+def test_bf16_matmuls_option_samples_every_stage(pipe):
+    """sample(matmul_dtype="bfloat16") runs every stage with bf16 Dense matmuls: audio of the
+    asked length, codes in range; a dtype the model does not know is refused by field name."""
+    audio, tok = sample(
+        pipe, None, seconds=1.0, rng=jax.random.key(4), matmul_dtype="bfloat16", return_tokens=True
+    )
+    assert audio.shape == (1, pipe.sample_rate) and np.isfinite(audio).all()
+    assert tok.codes.min() >= 0 and tok.codes.max() < LAYOUT.codebook_size
+    assert pipe.semantic.cfg.matmul_dtype is None  # the pipeline itself is unchanged
+    with pytest.raises(ValueError, match="lm.matmul_dtype"):
+        sample(pipe, None, seconds=0.5, rng=jax.random.key(4), matmul_dtype="int4")
+
+
 def test_score_gives_per_stage_nll_of_every_modelled_token(pipe, prompt):
     out = score(pipe, prompt, sample_rate=16000)
     ids, _, codes = tokenize_prompt(pipe, prompt, 16000)

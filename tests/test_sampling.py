@@ -1,5 +1,7 @@
 """The stage sampler: a compiled KV-cache loop that agrees with the full model."""
 
+import dataclasses
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -98,6 +100,32 @@ def test_cache_blocks_keep_logits_of_the_full_forward(lm, blocks):
     assert (np.asarray(tokens[:, 33:]) == 0).all()
     with pytest.raises(ValueError, match="cache_blocks must be >= 1"):
         cache_lengths(40, 0)
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+def test_bf16_matmuls_sample_from_the_fp32_models_logits(lm, batch):
+    """`matmul_dtype="bfloat16"`: the loop reads bf16 Dense kernels (one row padded to two
+    on the CPU) and its logits stay within bf16 rounding of the fp32 model's full forward
+    over the same tokens, while not being the fp32 numbers themselves."""
+    from audiolm_jax.lm.transformer import decode_layout
+
+    cfg, params = lm
+    bf = dataclasses.replace(cfg, matmul_dtype="bfloat16")
+    kernels = [
+        x.dtype
+        for path, x in jax.tree_util.tree_leaves_with_path(decode_layout(bf, params)[1])
+        if jax.tree_util.keystr(path).endswith("['kernel']")
+    ]
+    assert kernels and all(d == jnp.bfloat16 for d in kernels)
+    n, p = 16, 3
+    prompt = jax.random.randint(jax.random.key(5), (batch, p), 0, 40)
+    tokens, seen = sample_tokens(
+        bf, params, prompt, max_len=n, rng=jax.random.key(2), return_logits=True
+    )
+    full = Transformer(cfg).apply({"params": params}, tokens)
+    diff = np.abs(np.asarray(seen[:, p:, :40]) - np.asarray(full[:, p - 1 : n - 1, :40]))
+    scale = float(np.abs(full[:, p - 1 : n - 1, :40]).max())
+    assert 0 < diff.max() < 0.02 * scale, (diff.max(), scale)
 
 
 def test_default_cache_blocks_only_where_the_cache_is_a_large_read():

@@ -57,6 +57,7 @@ class Dense(nn.Module):
     init_scale: float = 1.0
     out_dtype: Dtype | None = None
     out_first: bool = False
+    matmul_dtype: Dtype | None = None
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -80,8 +81,26 @@ class Dense(nn.Module):
             "kernel", nn.with_logical_partitioning(init, axes), shape, self.param_dtype
         )
         lead = x.shape[: x.ndim - self.contract]
-        x2 = x.reshape(-1, fan_in).astype(self.dtype)
-        if self.out_first:
+        mdt = self.dtype if self.matmul_dtype is None else self.matmul_dtype
+        acc = self.out_dtype
+        if acc is None and self.matmul_dtype is not None:
+            acc = self.dtype
+        x2 = x.reshape(-1, fan_in).astype(mdt)
+        if self.out_first and jnp.dtype(mdt) == jnp.bfloat16:
+            # [rows, in] . [out, in]^T accumulated in fp32: the one bf16 form XLA's CPU dot runs
+            # natively (YNNPACK, AMX where the CPU has it). The barriered form below got its
+            # operands upcast to fp32, and a bf16-output product was slower too (bf16 compute,
+            # 6 x 512 LM, batch 1: 188 tok/s with a bf16 output, 307 barriered, 334 this
+            # way). One row is padded to two: a one-row bf16 product was 10x slower there.
+            rows = x2.shape[0]
+            xm = jnp.pad(x2, ((0, 1), (0, 0))) if rows == 1 else x2
+            y = jax.lax.dot_general(
+                xm,
+                kernel.reshape(-1, fan_in).astype(mdt),
+                (((1,), (1,)), ((), ())),
+                preferred_element_type=jnp.float32,
+            )[:rows].astype(acc or self.dtype)
+        elif self.out_first:
             # [out, in] . [in, rows], the weights as the long side of the matmul: at 8 rows
             # XLA's CPU dot streamed them 2.1-3.0x faster than [rows, in] . [in, out] (the six
             # FFN matrices of a 6 x 512 LM, 48 MB; at 1 row within noise; BENCHMARKS.md). The
@@ -90,17 +109,13 @@ class Dense(nn.Module):
             barrier = jax.lax.optimization_barrier
             y = barrier(
                 jnp.dot(
-                    kernel.reshape(-1, fan_in).astype(self.dtype),
+                    kernel.reshape(-1, fan_in).astype(mdt),
                     barrier(x2.T),
-                    preferred_element_type=self.out_dtype,
+                    preferred_element_type=acc,
                 )
             ).T
         else:
-            y = jnp.dot(
-                x2,
-                kernel.reshape(fan_in, -1).astype(self.dtype),
-                preferred_element_type=self.out_dtype,
-            )
+            y = jnp.dot(x2, kernel.reshape(fan_in, -1).astype(mdt), preferred_element_type=acc)
         return y.reshape(*lead, *out_shape)
 
 

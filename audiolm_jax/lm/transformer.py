@@ -64,6 +64,12 @@ class TransformerConfig:
     # Query, key and value as one Dense ("qkv", kernel [embed, 3, heads, kv]): the decode
     # layout on the CPU, where each decoding step's three small matmuls cost three calls.
     fused_qkv: bool = False
+    # Operand dtype of every Dense matmul (None: `dtype`), accumulated in `dtype`; norms,
+    # attention and the KV cache stay in `dtype`. "bfloat16" halves the bytes of weights a
+    # decoding step reads: the 6 x 512 LM's batch-8 step 8.96 -> 5.36 ms on a 2-core Xeon
+    # with AMX (BENCHMARKS.md, LM sampling). Also a training option (bf16 operands, fp32
+    # params and accumulation).
+    matmul_dtype: str | None = None
 
     @property
     def padded_vocab(self) -> int:
@@ -76,6 +82,17 @@ class TransformerConfig:
     @property
     def compute_dtype(self) -> jnp.dtype:
         return jnp.dtype(self.dtype)
+
+    @property
+    def matmul_jnp_dtype(self) -> jnp.dtype | None:
+        if self.matmul_dtype is None:
+            return None
+        if self.matmul_dtype not in ("float32", "bfloat16", "float16"):
+            raise ValueError(
+                f"lm.matmul_dtype must be None, float32, bfloat16 or float16, got "
+                f"{self.matmul_dtype!r}"
+            )
+        return jnp.dtype(self.matmul_dtype)
 
     @classmethod
     def from_config(cls, cfg: Any) -> TransformerConfig:
@@ -286,17 +303,32 @@ class Block(nn.Module):
         h, d, e = cfg.num_heads, cfg.kv_dim, cfg.d_model
         of = cfg.kernels_out_first
         drop = Dropout(cfg.dropout, deterministic=self.deterministic)
+        mm = cfg.matmul_jnp_dtype
 
         y = make_norm(cfg.norm, dt, name="attn_norm")(x)
         if cfg.fused_qkv:
             qkv = Dense(
-                (e, 3, h, d), ("embed", None, "heads", "kv"), 1, dt, out_first=of, name="qkv"
+                (e, 3, h, d),
+                ("embed", None, "heads", "kv"),
+                1,
+                dt,
+                out_first=of,
+                matmul_dtype=mm,
+                name="qkv",
             )
             qkv = qkv(y)
             qkv = [qkv[..., i, :, :] for i in range(3)]
         else:
             qkv = [
-                Dense((e, h, d), ("embed", "heads", "kv"), 1, dt, out_first=of, name=n)(y)
+                Dense(
+                    (e, h, d),
+                    ("embed", "heads", "kv"),
+                    1,
+                    dt,
+                    out_first=of,
+                    matmul_dtype=mm,
+                    name=n,
+                )(y)
                 for n in ("query", "key", "value")
             ]
         q, k, v = (constrain(t, ("batch", "length", "heads", "kv")) for t in qkv)
@@ -324,14 +356,20 @@ class Block(nn.Module):
         else:
             a = attend(cfg, q, k, v, bias, mask)
         a = constrain(a, ("batch", "length", "heads", "kv"))
-        out = Dense((h, d, e), ("heads", "kv", "embed"), 2, dt, out_first=of, name="out")(a)
+        out = Dense(
+            (h, d, e), ("heads", "kv", "embed"), 2, dt, out_first=of, matmul_dtype=mm, name="out"
+        )(a)
         x = x + drop(out)
         x = constrain(x, ("batch", "length", "embed"))
 
         y = make_norm(cfg.norm, dt, name="ffn_norm")(x)
-        y = Dense((e, cfg.d_ff), ("embed", "mlp"), 1, dt, out_first=of, name="wi")(y)
+        y = Dense((e, cfg.d_ff), ("embed", "mlp"), 1, dt, out_first=of, matmul_dtype=mm, name="wi")(
+            y
+        )
         y = constrain(nn.gelu(y), ("batch", "length", "mlp"))
-        y = Dense((cfg.d_ff, e), ("mlp", "embed"), 1, dt, out_first=of, name="wo")(drop(y))
+        y = Dense((cfg.d_ff, e), ("mlp", "embed"), 1, dt, out_first=of, matmul_dtype=mm, name="wo")(
+            drop(y)
+        )
         x = x + drop(y)
         return constrain(x, ("batch", "length", "embed")), None
 
@@ -444,6 +482,7 @@ class Transformer(nn.Module):
                 cfg.compute_dtype,
                 out_dtype=jnp.float32,
                 out_first=cfg.kernels_out_first,
+                matmul_dtype=cfg.matmul_jnp_dtype,
                 name="logits",
             )(x)
         logits = logits.astype(jnp.float32)
@@ -466,6 +505,7 @@ def unscan(cfg: TransformerConfig, params: Any) -> tuple[TransformerConfig, Any]
 # Dense kernels of the Transformer by name -> their contracted (input) axes.
 # (query, key and value are fused into "qkv" first.)
 _DENSE_CONTRACT = {"qkv": 1, "out": 2, "wi": 1, "wo": 1, "logits": 1}
+_DENSE_NAMES = {*_DENSE_CONTRACT, "query", "key", "value"}
 
 
 def decode_layout(cfg: TransformerConfig, params: Any) -> tuple[TransformerConfig, Any]:
@@ -479,6 +519,7 @@ def decode_layout(cfg: TransformerConfig, params: Any) -> tuple[TransformerConfi
     (`cfg.fused_qkv`), one matmul call a layer instead of three: at batch 1 3.10 -> 2.77 ms a
     step for the same LM on a 2-core Intel Xeon VM (batch 8 within noise)."""
     cfg, params = unscan(cfg, params)
+    params = cast_dense_kernels(params, cfg.matmul_jnp_dtype)
     if jax.default_backend() != "cpu" or cfg.kernels_out_first:
         return cfg, params
 
@@ -497,6 +538,26 @@ def decode_layout(cfg: TransformerConfig, params: Any) -> tuple[TransformerConfi
         return out
 
     return dataclasses.replace(cfg, kernels_out_first=True, fused_qkv=True), convert(params)
+
+
+def cast_dense_kernels(params: Any, dtype: jnp.dtype | None) -> Any:
+    """`params` with every Dense kernel of the Transformer (query/key/value or qkv, out, wi, wo,
+    logits) cast to `dtype` (None: unchanged): for `cfg.matmul_dtype`, once before a decoding
+    loop, so each step reads the kernels in that dtype instead of casting them."""
+    if dtype is None:
+        return params
+
+    def cast(tree: Any) -> Any:
+        out = {}
+        for name, sub in tree.items():
+            if name in _DENSE_NAMES and isinstance(sub, Mapping) and "kernel" in sub:
+                sub = dict(sub, kernel=sub["kernel"].astype(dtype))
+            elif isinstance(sub, Mapping):
+                sub = cast(sub)
+            out[name] = sub
+        return out
+
+    return cast(params)
 
 
 def split_layers(params: dict, n: int) -> dict:
