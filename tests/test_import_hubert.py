@@ -176,6 +176,26 @@ def test_padding_convention(checkpoints):
     assert run(cfg0, params0, wav, pad=False).shape[1] == 24
 
 
+@pytest.mark.parametrize("variant", ["group", "layer"])
+def test_feature_encoder_chunks_give_the_whole_clips_frames(checkpoints, variant, monkeypatch):
+    """The conv stack runs in chunks of output frames; a clip that is not a whole number of
+    chunks gives the frames of one pass over the whole clip (GroupNorm statistics over the
+    whole clip, from the waveform), and a clip shorter than one frame is refused."""
+    path, _ = checkpoints[variant]
+    config, params, _ = import_checkpoint(path)
+    cfg = hubert.HubertConfig.from_config(config.hubert)
+    fe = {"params": params["model"]["feature_encoder"]}
+    wav = jnp.asarray(_speech(1.23)[:1])  # 61 frames unpadded: 7 chunks of 9, the last short
+    monkeypatch.setattr(hubert, "CHUNK_FRAMES", 9)
+    chunked = hubert.FeatureEncoder(cfg).apply(fe, wav)
+    monkeypatch.setattr(hubert, "CHUNK_FRAMES", 10**6)
+    whole = hubert.FeatureEncoder(cfg).apply(fe, wav)
+    assert chunked.shape == whole.shape == (1, 61, cfg.conv_dim[-1])
+    np.testing.assert_allclose(np.asarray(chunked), np.asarray(whole), atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="at least 400 samples"):
+        hubert.FeatureEncoder(cfg).apply(fe, wav[:, :399])
+
+
 def test_semantic_api_rates(checkpoints):
     path, _ = checkpoints["group"]
     config, params, _ = import_checkpoint(path)
