@@ -534,12 +534,13 @@ def run_generate(
     prompt_seconds: float = 3.0,
     seed: int = 0,
     batch: int = 1,
+    matmul_dtype: str | None = None,
 ) -> dict:
     """`seconds` of audio from the pipeline in `pipeline` (see `load_pipeline`), continuing
     the first `prompt_seconds` of the audio file `prompt` (any rate) or unconditional without
-    one. Writes `out` (prompt then continuation, at the codec's rate; `out` with _<i> before
-    the extension per sample when batch > 1) and a log-mel spectrogram PNG beside it with a
-    white line where the prompt ends."""
+    one; `matmul_dtype` as for `sample`. Writes `out` (prompt then continuation, at the
+    codec's rate; `out` with _<i> before the extension per sample when batch > 1) and a
+    log-mel spectrogram PNG beside it with a white line where the prompt ends."""
     import time
 
     import jax
@@ -563,6 +564,7 @@ def run_generate(
         rng=jax.random.key(seed),
         batch_size=batch,
         return_tokens=True,
+        matmul_dtype=matmul_dtype,
     )
     took = time.perf_counter() - t0
     used = tokens.prompt_frames * pipe.codec.hop  # the prompt cut to whole frames

@@ -146,6 +146,7 @@ def test_quickstart_goes_from_audio_to_audio_and_generate_reuses_it(tmp_path):
         "--prompt_seconds=1",
         "--seconds=2.5",
         f"--out={tmp_path / 'mine.wav'}",
+        "--matmul_dtype=bfloat16",
         timeout=600,
     )
     assert result.returncode == 0, result.stderr[-3000:]
