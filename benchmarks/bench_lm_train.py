@@ -105,7 +105,10 @@ def main() -> None:
         )
 
     run, flops, n_params, lm = jax_step(overrides, args.dropout)
-    peak_fn, peak_flops = matmul_peak_fn()
+    # The peak of the dtype the Dense matmuls run in: with lm.matmul_dtype=bfloat16 the model's
+    # FLOPs are set against the bf16 matmul (fp32 accumulation), not the fp32 one.
+    peak_dtype = lm.get("matmul_dtype") or lm.get("dtype", "float32")
+    peak_fn, peak_flops = matmul_peak_fn(dtype=peak_dtype)
     run()  # compile
     step_times, peak_times = [], []
     for _ in range(args.rounds):
@@ -120,12 +123,22 @@ def main() -> None:
         "jax_tokens_per_s": tokens / step_s,
         "model_gflops_per_s": flops / step_s / 1e9,
         "matmul_peak_gflops_per_s": peak_flops / peak_s / 1e9,
+        "matmul_peak_dtype": peak_dtype,
         "fraction_of_peak": (flops / step_s) / (peak_flops / peak_s),
         "jax_step_s_rounds": step_times,
         "lm": {
             k: v
             for k, v in lm.items()
-            if k in ("scan_layers", "remat", "dtype", "position", "attention_impl", "dropout")
+            if k
+            in (
+                "scan_layers",
+                "remat",
+                "dtype",
+                "matmul_dtype",
+                "position",
+                "attention_impl",
+                "dropout",
+            )
         },
     }
     if peer is not None:
@@ -141,7 +154,7 @@ def main() -> None:
     print(
         f"\njax: {tokens / step_s:,.0f} tok/s ({step_s:.3f} s/step), "
         f"{row['model_gflops_per_s']:.1f} model GFLOP/s = {100 * row['fraction_of_peak']:.0f}% of "
-        f"the {row['matmul_peak_gflops_per_s']:.1f} GFLOP/s matmul peak"
+        f"the {row['matmul_peak_gflops_per_s']:.1f} GFLOP/s {peak_dtype} matmul peak"
         + (
             ""
             if args.no_peer

@@ -25,6 +25,9 @@ def lm(**overrides) -> ml_collections.ConfigDict:
             scan_layers=True,
             remat="none",
             dtype="float32",
+            # Operand dtype of the Dense matmuls (None: dtype); "bfloat16" keeps fp32 params,
+            # accumulation, norms and attention (lm.transformer.TransformerConfig.matmul_dtype).
+            matmul_dtype=ml_collections.FieldReference(None, field_type=str),
             attention_impl=ml_collections.FieldReference(None, field_type=str),
             tie_embeddings=False,
             cond_embed=False,  # True for a coarse stage with layout.coarse_semantic="aligned"

@@ -153,6 +153,40 @@ def test_remat_bf16_and_scan_agree_on_loss():
     np.testing.assert_allclose(l0, l2, rtol=0.05)
 
 
+def test_bf16_matmuls_train_with_fp32_gradients_close_to_fp32():
+    """`matmul_dtype="bfloat16"`: every Dense product (forward and both backward ones) runs on
+    bf16 operands, while params and their gradients stay fp32 and close to the fp32 model's."""
+    from audiolm_jax.lm.layers import low_precision_dot
+
+    ids = jax.random.randint(jax.random.key(3), (2, 24), 0, 100)
+
+    def loss(cfg):
+        model, params = _init(cfg)
+        f = lambda p: jnp.mean(model.apply({"params": p}, ids)[..., :100] ** 2)
+        return jax.value_and_grad(f)(params)
+
+    l0, g0 = loss(_cfg())
+    l1, g1 = loss(_cfg(matmul_dtype="bfloat16"))
+    np.testing.assert_allclose(l0, l1, rtol=0.02)
+    assert all(x.dtype == jnp.float32 for x in jax.tree.leaves(g1))
+    for a, b in zip(jax.tree.leaves(g0), jax.tree.leaves(g1)):
+        assert float(jnp.abs(a - b).max()) <= 0.05 * float(jnp.abs(a).max()) + 1e-6
+    # The products themselves: the custom gradient equals autodiff of the same bf16 casts.
+    x = jax.random.normal(jax.random.key(1), (6, 16))
+    w = jax.random.normal(jax.random.key(2), (16, 8))
+
+    def ref(x, w):
+        xb, wb = x.astype(jnp.bfloat16), w.astype(jnp.bfloat16)
+        return jnp.dot(xb, wb, preferred_element_type=jnp.float32)
+
+    ct = jax.random.normal(jax.random.key(4), (6, 8)).astype(jnp.bfloat16).astype(jnp.float32)
+    ours = jax.vjp(lambda x, w: low_precision_dot(x, w, jnp.bfloat16, jnp.float32), x, w)
+    theirs = jax.vjp(ref, x, w)
+    np.testing.assert_array_equal(ours[0], theirs[0])
+    for a, b in zip(ours[1](ct), theirs[1](ct)):
+        np.testing.assert_allclose(a, b, rtol=2e-2, atol=2e-2)
+
+
 def test_unknown_lm_field_is_named():
     with pytest.raises(ValueError, match="unknown fields \\['num_layerz'\\]"):
         TransformerConfig.from_config({"vocab_size": 10, "num_layerz": 2})

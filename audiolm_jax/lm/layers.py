@@ -11,6 +11,7 @@ computing in `dtype` (bf16 on accelerators).
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 
@@ -114,9 +115,47 @@ class Dense(nn.Module):
                     preferred_element_type=acc,
                 )
             ).T
+        elif self.matmul_dtype is not None and jnp.dtype(mdt) != jnp.dtype(self.dtype):
+            y = low_precision_dot(x, kernel.reshape(fan_in, -1), mdt, acc)
         else:
             y = jnp.dot(x2, kernel.reshape(fan_in, -1).astype(mdt), preferred_element_type=acc)
         return y.reshape(*lead, *out_shape)
+
+
+def low_precision_dot(x: jax.Array, w: jax.Array, dtype, out_dtype) -> jax.Array:
+    """x [..., in] . w [in, out] with both operands cast to `dtype` (bf16), accumulated in fp32,
+    returned as `out_dtype`; its gradients are the same products on the bf16 casts of the
+    cotangent and the saved operands, accumulated in fp32 and returned in x's and w's own
+    dtypes (fp32 weight gradients). Left to autodiff, the backward products mix an fp32
+    cotangent with a bf16 operand, which XLA's CPU dot upcasts to an fp32 product."""
+    return _low_precision_dot(
+        jnp.dtype(dtype), jnp.dtype(out_dtype), jnp.dtype(x.dtype), jnp.dtype(w.dtype)
+    )(x.reshape(-1, w.shape[0]), w)
+
+
+@functools.cache
+def _low_precision_dot(dtype, out_dtype, x_dtype, w_dtype):
+    f32 = jnp.float32
+
+    @jax.custom_vjp
+    def dot(x, w):
+        return jnp.dot(x.astype(dtype), w.astype(dtype), preferred_element_type=f32).astype(
+            out_dtype
+        )
+
+    def fwd(x, w):
+        xl, wl = x.astype(dtype), w.astype(dtype)
+        return jnp.dot(xl, wl, preferred_element_type=f32).astype(out_dtype), (xl, wl)
+
+    def bwd(res, g):
+        xl, wl = res
+        gl = g.astype(dtype)
+        dx = jax.lax.dot_general(gl, wl, (((1,), (1,)), ((), ())), preferred_element_type=f32)
+        dw = jax.lax.dot_general(xl, gl, (((0,), (0,)), ((), ())), preferred_element_type=f32)
+        return dx.astype(x_dtype), dw.astype(w_dtype)
+
+    dot.defvjp(fwd, bwd)
+    return dot
 
 
 def out_first_kernel(kernel: jax.Array, contract: int) -> jax.Array:
