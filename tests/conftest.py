@@ -6,8 +6,14 @@ import subprocess
 import sys
 from pathlib import Path
 
-import jax
-import pytest
+# The tests run on the CPU. With libtpu installed (`.[tpu_aot]`, for the TPU ahead-of-time
+# compiles) JAX would otherwise probe for TPU chips in this process and hold
+# /tmp/libtpu_lockfile, and the launch.py subprocesses that compile for a TPU slice then fail
+# to load libtpu (.ci/run sets the same).
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
+import jax  # noqa: E402
+import pytest  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 CACHE = REPO / ".jax_cache"
