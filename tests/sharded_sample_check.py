@@ -1,7 +1,9 @@
 """Run in a subprocess with 8 fake CPU devices: the stage sampler on params laid out by the
 training sharding rules (data=2 x fsdp=2 x tensor=2, prompts split over the batch axes) draws
-the same tokens as on one device, and its outputs stay sharded. Prints a JSON verdict."""
+the same tokens as on one device, and its outputs stay sharded; also with bf16 matmuls.
+Prints a JSON verdict."""
 
+import dataclasses
 import json
 
 import flax.linen as nn
@@ -34,12 +36,17 @@ def main():
         p = jax.device_put(prompt, sharding.batch_sharding(mesh, rules))
         many = sample_tokens(cfg, sharded, p, **kw)
         drawn = sample_tokens(cfg, sharded, p, **{**kw, "temperature": 1.0})
+        bf16 = dataclasses.replace(cfg, matmul_dtype="bfloat16")
+        many_bf16 = sample_tokens(bf16, sharded, p, **kw)
+    one_bf16 = np.asarray(sample_tokens(bf16, params, prompt, **kw))
     spread = [len({s.device for s in x.addressable_shards}) for x in jax.tree.leaves(sharded)]
     result = {
         "same_tokens": bool(np.array_equal(one, np.asarray(many))),
         "params_on_devices": max(spread),
         "output_devices": len({s.device for s in many.addressable_shards}),
         "sampled_in_range": bool(np.asarray(drawn).max() < cfg.vocab_size),
+        # bf16 matmuls: the sharded products round like one device's up to summation order.
+        "bf16_matmuls_same_tokens": float(np.mean(one_bf16 == np.asarray(many_bf16))),
     }
     print("RESULT " + json.dumps(result))
 

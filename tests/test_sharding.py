@@ -206,3 +206,4 @@ def test_sampler_on_sharded_params_draws_the_same_tokens():
     r = eight_device_result("sharded_sample_check.py")
     assert r["same_tokens"], r
     assert r["params_on_devices"] == 8 and r["sampled_in_range"], r
+    assert r["bf16_matmuls_same_tokens"] >= 0.9, r  # greedy: near-ties may round apart
