@@ -573,7 +573,7 @@ def sample(
         "shuffled semantic tokens" control of the piano test).
       matmul_dtype: "bfloat16" runs every stage's Dense matmuls on bf16 copies of the
         kernels (`TransformerConfig.matmul_dtype`; attention, KV cache and sampling stay in
-        the stage's dtype): on a CPU with AMX the 6 x 512 LM sampled 1.6x faster at batch 8
+        the stage's dtype): on a CPU with AMX the 6 x 512 LM sampled 1.7-1.8x faster at batch 8
         (BENCHMARKS.md, LM sampling); logits move by bf16 rounding. None: as trained.
     """
     if matmul_dtype is not None:
