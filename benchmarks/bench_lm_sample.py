@@ -111,10 +111,14 @@ def main() -> None:
     ]
     runs: dict = {case: [] for case in cases}
 
+    def model(dtype: str, mm: str | None):
+        """The case's config and params (cast to its compute dtype)."""
+        c = dataclasses.replace(cfg, dtype=dtype, matmul_dtype=mm)
+        return c, jax.tree.map(lambda x: x.astype(dtype), params)
+
     def measure_jax() -> None:
         for dtype, mm, batch, blocks in cases:
-            c = dataclasses.replace(cfg, dtype=dtype, matmul_dtype=mm)
-            p = jax.tree.map(lambda x, d=dtype: x.astype(d), params)
+            c, p = model(dtype, mm)
             prompt = jnp.ones((batch, 1), jnp.int32)
 
             def run(c=c, p=p, prompt=prompt):
@@ -141,8 +145,7 @@ def main() -> None:
 
     for dtype, mm, batch, blocks in cases:
         times = runs[(dtype, mm, batch, blocks)]
-        c = dataclasses.replace(cfg, dtype=dtype, matmul_dtype=mm)
-        p = jax.tree.map(lambda x, d=dtype: x.astype(d), params)
+        c, p = model(dtype, mm)
         if blocks is None:
             blocks = default_cache_blocks(c, p, batch, LENGTH + 1)
         parts = len(cache_lengths(LENGTH + 1, blocks))

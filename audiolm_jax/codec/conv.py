@@ -215,8 +215,9 @@ class LSTM(nn.Module):
             gates_x = (y.astype(self.dtype) @ wi.astype(self.dtype)).astype(jnp.float32) + b
             # The recurrent kernel transposed once, outside the loop, and each step's product
             # h . (wh^T)^T: the weights as the matmul's [out, in] operand. At one row XLA's
-            # CPU dot ran this 1.4-1.7x faster than h . wh (EnCodec's 2 x 512 LSTM over 5 s,
-            # 375 steps a layer; BENCHMARKS.md, imported checkpoints).
+            # CPU dot ran this 1.3-1.4x faster than h . wh (EnCodec's 2 x 512 LSTM over 5 s,
+            # 375 steps a layer: 68.5-70.7 -> 49.1-54.9 ms; BENCHMARKS.md, imported
+            # checkpoints).
             wh_t = wh.T
 
             def step(hc, gx, wh_t=wh_t):

@@ -86,7 +86,13 @@ class Dense(nn.Module):
         acc = self.out_dtype
         if acc is None and self.matmul_dtype is not None:
             acc = self.dtype
-        x2 = x.reshape(-1, fan_in).astype(mdt)
+        x2 = x.reshape(-1, fan_in)
+        if not self.out_first and jnp.dtype(mdt) != jnp.dtype(self.dtype):
+            # matmul_dtype set (training, decoding off the CPU): low-precision products
+            # forward and backward.
+            y = low_precision_dot(x2, kernel.reshape(fan_in, -1), mdt, acc)
+            return y.reshape(*lead, *out_shape)
+        x2 = x2.astype(mdt)
         if self.out_first and jnp.dtype(mdt) == jnp.bfloat16:
             # [rows, in] . [out, in]^T accumulated in fp32: the one bf16 form XLA's CPU dot runs
             # natively (YNNPACK, AMX where the CPU has it). The barriered form below got its
@@ -115,22 +121,20 @@ class Dense(nn.Module):
                     preferred_element_type=acc,
                 )
             ).T
-        elif self.matmul_dtype is not None and jnp.dtype(mdt) != jnp.dtype(self.dtype):
-            y = low_precision_dot(x, kernel.reshape(fan_in, -1), mdt, acc)
         else:
             y = jnp.dot(x2, kernel.reshape(fan_in, -1).astype(mdt), preferred_element_type=acc)
         return y.reshape(*lead, *out_shape)
 
 
 def low_precision_dot(x: jax.Array, w: jax.Array, dtype, out_dtype) -> jax.Array:
-    """x [..., in] . w [in, out] with both operands cast to `dtype` (bf16), accumulated in fp32,
+    """x [rows, in] . w [in, out] with both operands cast to `dtype` (bf16), accumulated in fp32,
     returned as `out_dtype`; its gradients are the same products on the bf16 casts of the
     cotangent and the saved operands, accumulated in fp32 and returned in x's and w's own
     dtypes (fp32 weight gradients). Left to autodiff, the backward products mix an fp32
     cotangent with a bf16 operand, which XLA's CPU dot upcasts to an fp32 product."""
     return _low_precision_dot(
         jnp.dtype(dtype), jnp.dtype(out_dtype), jnp.dtype(x.dtype), jnp.dtype(w.dtype)
-    )(x.reshape(-1, w.shape[0]), w)
+    )(x, w)
 
 
 @functools.cache
@@ -217,11 +221,16 @@ class LayerNorm(nn.Module):
             (d,),
             self.param_dtype,
         )
-        x32 = x.astype(jnp.float32)
-        mean = jnp.mean(x32, axis=-1, keepdims=True)
-        var = jnp.mean(jnp.square(x32 - mean), axis=-1, keepdims=True)
-        y = (x32 - mean) * jax.lax.rsqrt(var + self.eps)
-        return (y * scale + bias).astype(self.dtype)
+        return layer_norm(x, scale, bias, self.eps).astype(self.dtype)
+
+
+def layer_norm(x: jax.Array, scale: jax.Array, bias: jax.Array, eps: float) -> jax.Array:
+    """`LayerNorm`'s computation over the last axis with given scale and bias, statistics in
+    fp32; returns fp32."""
+    x32 = x.astype(jnp.float32)
+    mean = jnp.mean(x32, axis=-1, keepdims=True)
+    var = jnp.mean(jnp.square(x32 - mean), axis=-1, keepdims=True)
+    return (x32 - mean) * jax.lax.rsqrt(var + eps) * scale + bias
 
 
 def make_norm(kind: str, dtype: Dtype, name: str | None = None) -> nn.Module:

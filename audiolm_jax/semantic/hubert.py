@@ -46,7 +46,7 @@ import jax.numpy as jnp
 
 from audiolm_jax.config import dataclass_from_config
 from audiolm_jax.lm import transformer as tfm
-from audiolm_jax.lm.layers import Dense, LayerNorm, constrain
+from audiolm_jax.lm.layers import Dense, LayerNorm, constrain, layer_norm
 from audiolm_jax.semantic import w2v_bert
 
 # transformers' ACT2FN names -> functions, through the conformer's table.
@@ -256,13 +256,6 @@ class _NormParams(nn.Module):
         return scale, bias
 
 
-def _layer_norm(x: jax.Array, scale: jax.Array, bias: jax.Array, eps: float) -> jax.Array:
-    x32 = x.astype(jnp.float32)
-    mean = jnp.mean(x32, axis=-1, keepdims=True)
-    var = jnp.mean(jnp.square(x32 - mean), axis=-1, keepdims=True)
-    return ((x32 - mean) * jax.lax.rsqrt(var + eps) * scale + bias).astype(x.dtype)
-
-
 # Output frames per chunk of the feature encoder's pass (`FeatureEncoder`), per example of the
 # batch: 50 frames of HuBERT base keep every intermediate under ~13 MB.
 CHUNK_FRAMES = 50
@@ -294,9 +287,10 @@ class FeatureEncoder(nn.Module):
     `[b, 16000, 512]` for 5 s (33 MB). Chunks give the same frames: with VALID convs each
     output frame sees only its own receptive field, and the base model's GroupNorm takes its
     per-channel statistics over the whole clip, computed up front from the waveform
-    (`_first_conv_stats`). On a 2-core Xeon the 5 s feature encoder went 107.8 -> 99.9 ms:
-    XLA's CPU temporaries above 32 MB are fresh mmaps every call, whose page faults cost
-    ~15 ms, and the chunks' activations stay in cache (BENCHMARKS.md, imported checkpoints)."""
+    (`_first_conv_stats`). On a 2-core Xeon the 5 s feature encoder went 104.3 -> 94.8 ms
+    (torch 87.8): XLA's CPU temporaries above 32 MB are fresh mmaps every call, whose page
+    faults cost the whole-clip pass (the first two convs: 75 against 57 ms with glibc's mmap
+    off), and the chunks' activations stay in cache (BENCHMARKS.md, imported checkpoints)."""
 
     cfg: HubertConfig
 
@@ -359,7 +353,7 @@ class FeatureEncoder(nn.Module):
                 if affine is not None and i == 0:
                     x = (x.astype(jnp.float32) * affine[0] + affine[1]).astype(dt)
                 elif cfg.feat_extract_norm == "layer":
-                    x = _layer_norm(x, *norm, CONV_LAYER_NORM_EPS)
+                    x = layer_norm(x, *norm, CONV_LAYER_NORM_EPS).astype(dt)
                 x = act(x)
             return x
 
