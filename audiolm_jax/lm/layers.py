@@ -126,22 +126,6 @@ class Dense(nn.Module):
         return y.reshape(*lead, *out_shape)
 
 
-MATMUL_DTYPES = ("float32", "bfloat16", "float16")
-
-
-def matmul_jnp_dtype(value: str | None, field: str) -> jnp.dtype | None:
-    """A config's `matmul_dtype` (None, or one of MATMUL_DTYPES) as a dtype; anything else is a
-    ValueError naming `field`."""
-    if value is None:
-        return None
-    if value not in MATMUL_DTYPES:
-        raise ValueError(
-            f"{field} must be None, {', '.join(MATMUL_DTYPES[:-1])} or {MATMUL_DTYPES[-1]}, "
-            f"got {value!r}"
-        )
-    return jnp.dtype(value)
-
-
 def low_precision_dot(x: jax.Array, w: jax.Array, dtype, out_dtype) -> jax.Array:
     """x [rows, in] . w [in, out] with both operands cast to `dtype` (bf16), accumulated in fp32,
     returned as `out_dtype`; its gradients are the same products on the bf16 casts of the

@@ -21,15 +21,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from audiolm_jax.lm.layers import (
-    Dense,
-    Dropout,
-    Embed,
-    constrain,
-    make_norm,
-    matmul_jnp_dtype,
-    out_first_kernel,
-)
+from audiolm_jax.lm.layers import Dense, Dropout, Embed, constrain, make_norm, out_first_kernel
 from audiolm_jax.lm.position import RelativePositionBias, apply_rope
 
 NEG_INF = -1e9  # finite, so masked logits never turn a loss into inf - inf = NaN
@@ -93,7 +85,14 @@ class TransformerConfig:
 
     @property
     def matmul_jnp_dtype(self) -> jnp.dtype | None:
-        return matmul_jnp_dtype(self.matmul_dtype, "lm.matmul_dtype")
+        if self.matmul_dtype is None:
+            return None
+        if self.matmul_dtype not in ("float32", "bfloat16", "float16"):
+            raise ValueError(
+                f"lm.matmul_dtype must be None, float32, bfloat16 or float16, got "
+                f"{self.matmul_dtype!r}"
+            )
+        return jnp.dtype(self.matmul_dtype)
 
     @classmethod
     def from_config(cls, cfg: Any) -> TransformerConfig:

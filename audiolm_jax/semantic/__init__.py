@@ -24,7 +24,6 @@ imported HuBERT and w2v-BERT 2.0 (`launch.py --mode=import`).
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import importlib
 import logging
@@ -37,7 +36,6 @@ import jax
 import jax.numpy as jnp
 
 from audiolm_jax import dsp, kmeans
-from audiolm_jax.lm.layers import matmul_jnp_dtype
 
 log = logging.getLogger("audiolm_jax")
 
@@ -201,10 +199,9 @@ def load_model(workdir: str, step: int | None = None) -> tuple[Any, dict, Any]:
     return cfg, state["params"]["model"], config
 
 
-def load(workdir: str, step: int | None = None, *, matmul_dtype: str | None = None) -> Tokenizer:
+def load(workdir: str, step: int | None = None) -> Tokenizer:
     """The tokenizer of `workdir`: its w2v-BERT checkpoint (newest, or `step`) and the k-means
-    that `launch.py --mode=fit_kmeans` saved in `<workdir>/kmeans`. `matmul_dtype`: see
-    `with_matmul_dtype`."""
+    that `launch.py --mode=fit_kmeans` saved in `<workdir>/kmeans`."""
     cfg, params, _ = load_model(workdir, step)
     path = os.path.join(workdir, KMEANS_DIR)
     if not os.path.isdir(path):
@@ -214,28 +211,14 @@ def load(workdir: str, step: int | None = None, *, matmul_dtype: str | None = No
         )
     km = kmeans.load(path)
     tok = from_parts(cfg, params, int(km["meta"]["layer"]), km["centroids"], km["mean"], km["std"])
-    if matmul_dtype is not None:
-        tok = with_matmul_dtype(tok, matmul_dtype)
     log.info("Semantic tokenizer: %s", describe(tok))
     return tok
-
-
-def with_matmul_dtype(tok: Tokenizer, matmul_dtype: str | None) -> Tokenizer:
-    """The same tokenizer with its feature model's matmuls on `matmul_dtype` operands ("bfloat16"
-    or None: the model's dtype), accumulated in fp32; convolutions, norms and attention unchanged.
-    HuBERT only. On a CPU with AMX, HuBERT base to layer 9 runs faster this way (BENCHMARKS.md,
-    importers); its features move by ~0.4% of their range, so a few ids change."""
-    if not any(f.name == "matmul_dtype" for f in dataclasses.fields(tok.cfg)):
-        raise ValueError(f"{tok.cfg.name} has no matmul_dtype option (HuBERT has)")
-    matmul_jnp_dtype(matmul_dtype, "matmul_dtype")  # a bad value is a ValueError naming it
-    return tok.replace(cfg=dataclasses.replace(tok.cfg, matmul_dtype=matmul_dtype))
 
 
 def describe(tok: Tokenizer) -> str:
     """One line: model, layer, k, rate."""
     bits = tok.frame_rate * float(jnp.log2(tok.vocab_size))
-    mm = getattr(tok.cfg, "matmul_dtype", None)
     return (
         f"{tok.cfg.name} layer {tok.layer} (d {tok.cfg.d_model}), k-means K={tok.vocab_size}, "
-        f"{tok.frame_rate:g} ids/s = {bits:g} bps" + (f", {mm} matmuls" if mm else "")
+        f"{tok.frame_rate:g} ids/s = {bits:g} bps"
     )

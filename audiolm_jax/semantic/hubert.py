@@ -46,7 +46,7 @@ import jax.numpy as jnp
 
 from audiolm_jax.config import dataclass_from_config
 from audiolm_jax.lm import transformer as tfm
-from audiolm_jax.lm.layers import Dense, LayerNorm, constrain, layer_norm, matmul_jnp_dtype
+from audiolm_jax.lm.layers import Dense, LayerNorm, constrain, layer_norm
 from audiolm_jax.semantic import w2v_bert
 
 # transformers' ACT2FN names -> functions, through the conformer's table.
@@ -90,10 +90,6 @@ class HubertConfig:
     # Encoder layers stored stacked and run by nn.scan ("layers", the importer's format), or one
     # module each ("layer_0" ..): `truncate` unrolls them, the faster way to run inference.
     scan_layers: bool = True
-    # Operand dtype of the encoder's matmuls (every Linear: projection, attention, FFN), fp32
-    # accumulation; None: `dtype`. "bfloat16" runs them natively where the CPU has AMX
-    # (BENCHMARKS.md, importers); the convolutions, norms and attention stay in `dtype`.
-    matmul_dtype: str | None = None
 
     def __post_init__(self):
         # Lists (from JSON or a ConfigDict) -> tuples: the config is a static jit argument.
@@ -160,10 +156,6 @@ class HubertConfig:
     def compute_dtype(self) -> jnp.dtype:
         return jnp.dtype(self.dtype)
 
-    @property
-    def matmul_jnp_dtype(self) -> jnp.dtype | None:
-        return matmul_jnp_dtype(self.matmul_dtype, "hubert.matmul_dtype")
-
     @classmethod
     def from_config(cls, cfg: Any) -> HubertConfig:
         """From `config.hubert`, naming any field this class does not know."""
@@ -181,13 +173,7 @@ class HubertConfig:
         defaults = cls()
         kw = {}
         for f in dataclasses.fields(cls):
-            if f.name in (
-                "final_layer_norm",
-                "sample_rate",
-                "dtype",
-                "scan_layers",
-                "matmul_dtype",
-            ):
+            if f.name in ("final_layer_norm", "sample_rate", "dtype", "scan_layers"):
                 continue
             kw[f.name] = hf.get(f.name, getattr(defaults, f.name))
         n = hf.get("num_feat_extract_layers")
@@ -434,26 +420,24 @@ class EncoderLayer(nn.Module):
     def __call__(self, x, _=None):
         cfg, dt = self.cfg, self.cfg.compute_dtype
         e, h, d, f = cfg.hidden_size, cfg.num_attention_heads, cfg.head_dim, cfg.intermediate_size
-        eps, mm = cfg.layer_norm_eps, cfg.matmul_jnp_dtype
+        eps = cfg.layer_norm_eps
 
         def attention(y):
             q, k, v = (
                 constrain(
-                    Linear((e, h, d), ("embed", "heads", "kv"), 1, dt, matmul_dtype=mm, name=n)(y),
+                    Linear((e, h, d), ("embed", "heads", "kv"), 1, dt, name=n)(y),
                     ("batch", "length", "heads", "kv"),
                 )
                 for n in ("query", "key", "value")
             )
             # Scale 1 / sqrt(head_dim); batched einsums on CPU (faster there), else jax.nn's.
             a = tfm.attend(cfg, q, k, v, None, None, causal=False)
-            return Linear((h, d, e), ("heads", "kv", "embed"), 2, dt, matmul_dtype=mm, name="out")(
-                a
-            )
+            return Linear((h, d, e), ("heads", "kv", "embed"), 2, dt, name="out")(a)
 
         def feed_forward(y):
-            y = Linear((e, f), ("embed", "mlp"), 1, dt, matmul_dtype=mm, name="wi")(y)
+            y = Linear((e, f), ("embed", "mlp"), 1, dt, name="wi")(y)
             y = constrain(ACTIVATIONS[cfg.hidden_act](y), ("batch", "length", "mlp"))
-            return Linear((f, e), ("mlp", "embed"), 1, dt, matmul_dtype=mm, name="wo")(y)
+            return Linear((f, e), ("mlp", "embed"), 1, dt, name="wo")(y)
 
         attn_norm = LayerNorm(eps=eps, dtype=dt, name="attn_norm")
         ffn_norm = LayerNorm(eps=eps, dtype=dt, name="ffn_norm")
@@ -478,14 +462,9 @@ class HubertNet(nn.Module):
         x = FeatureEncoder(cfg, name="feature_encoder")(wav)
         if cfg.feat_proj_layer_norm:
             x = LayerNorm(eps=cfg.layer_norm_eps, dtype=dt, name="proj_norm")(x)
-        x = Linear(
-            (cfg.conv_dim[-1], cfg.hidden_size),
-            ("conv_out", "embed"),
-            1,
-            dt,
-            matmul_dtype=cfg.matmul_jnp_dtype,
-            name="proj",
-        )(x)
+        x = Linear((cfg.conv_dim[-1], cfg.hidden_size), ("conv_out", "embed"), 1, dt, name="proj")(
+            x
+        )
         x = x + PositionalConv(cfg, name="pos_conv")(x)
         encoder_norm = LayerNorm(eps=cfg.layer_norm_eps, dtype=dt, name="encoder_norm")
         if not cfg.do_stable_layer_norm:
