@@ -4,8 +4,11 @@ same scale), against continuations whose coarse stage is given another prompt's 
 tokens (a prompt in another key). Also how often the codec alone keeps the key (encode +
 decode of the same prompts): the ceiling any continuation can reach.
 
-    python launch.py --config=piano_quickstart --workdir=runs/piano_quickstart   # ~10 min
+    python launch.py --config=piano_quickstart --workdir=runs/piano_quickstart   # ~17 min
     python benchmarks/bench_piano_coherence.py --workdir runs/piano_quickstart [--prompts 60]
+    python launch.py --config=piano_coherence --workdir=runs/piano_coherence     # ~23 min
+    python benchmarks/bench_piano_coherence.py --workdir runs/piano_coherence --prompts 240 \
+        --samples 3 [--seed 1]
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ def main() -> None:
     parser.add_argument("--pipeline", default="", help="default: <workdir>/pipeline")
     parser.add_argument("--prompt_seconds", type=float, default=3.0)
     parser.add_argument("--seconds", type=float, default=4.0)
+    parser.add_argument("--samples", type=int, default=1, help="continuations per prompt")
+    parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
     import numpy as np
@@ -37,7 +42,14 @@ def main() -> None:
 
     pipe = load_pipeline(args.pipeline or os.path.join(args.workdir, "pipeline"))
     prompts = held_out_pieces(args.workdir, args.prompts)
-    result = key_coherence(pipe, prompts, prompt_seconds=args.prompt_seconds, seconds=args.seconds)
+    result = key_coherence(
+        pipe,
+        prompts,
+        prompt_seconds=args.prompt_seconds,
+        seconds=args.seconds,
+        samples=args.samples,
+        seed=args.seed,
+    )
     n = int(round((args.prompt_seconds + args.seconds) * pipe.sample_rate))
     kept = 0
     for wav, key in prompts:
@@ -52,8 +64,15 @@ def main() -> None:
     report("piano_coherence", {"what": "piano key coherence, tiny pipeline", **result})
     for name in ("pipeline", "shuffled", "codec_keeps_key"):
         r = result[name]
-        print(f"{name}: {r['in_key']}/{len(prompts)} = {r['rate']:.2f} (95% CI {r['ci95']})")
+        total = len(prompts) * (args.samples if name != "codec_keeps_key" else 1)
+        print(f"{name}: {r['in_key']}/{total} = {r['rate']:.3f} (95% CI {r['ci95']})")
     print(f"one-sided p (pipeline > shuffled): {result['p_value']:.3g}")
+    print(
+        "share of chroma on the key's scale: pipeline "
+        f"{result['pipeline']['in_key_fraction']:.4f}, shuffled "
+        f"{result['shuffled']['in_key_fraction']:.4f}, paired one-sided p "
+        f"{result['in_key_fraction_p']:.3g}"
+    )
 
 
 if __name__ == "__main__":
