@@ -60,7 +60,8 @@ def run_quickstart(config: Any, workdir: str) -> dict:
        resynthesis and for continuations, in <workdir>/detector/detector.json.
     7. Piano corpora (`config.coherence.prompts` > 0): how often continuations of that many
        held-out pieces stay in their key, against the shuffled-semantic-token control
-       (`eval.coherence.key_coherence`), with 95% intervals and a one-sided p.
+       (`eval.coherence.key_coherence`), with 95% intervals and a one-sided p, and the share
+       of their chroma on the key's scale with a paired p over pieces.
     """
     import time
 

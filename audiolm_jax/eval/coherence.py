@@ -25,7 +25,13 @@ from collections.abc import Sequence
 import jax
 import numpy as np
 
-from audiolm_jax.eval.key import estimate_key, in_key_fraction, same_key
+from audiolm_jax.eval.key import (
+    chroma,
+    estimate_key,
+    profile_in_key_fraction,
+    profile_key,
+    same_key,
+)
 
 
 def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
@@ -146,13 +152,16 @@ def key_coherence(
     sr = pipe.sample_rate
     per_prompt = {}
     for name, waves in audio.items():
+        # One chroma per continuation, read for both its key and its share on the key's scale.
+        profiles = [[chroma(w, sr).sum(axis=1) for w in ws] for ws in waves]
         hits = [
-            same_key(estimate_key(w, sr)[0], k, relative_ok=relative_ok)
-            for ws, k in zip(waves, keys)
-            for w in ws
+            same_key(profile_key(pr)[0], k, relative_ok=relative_ok)
+            for prs, k in zip(profiles, keys)
+            for pr in prs
         ]
         per_prompt[name] = [
-            np.mean([in_key_fraction(w, sr, k) for w in ws]) for ws, k in zip(waves, keys)
+            np.mean([profile_in_key_fraction(pr, k) for pr in prs])
+            for prs, k in zip(profiles, keys)
         ]
         k = int(sum(hits))
         out[name] = {

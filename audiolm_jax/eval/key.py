@@ -72,12 +72,18 @@ def key_correlations(profile: np.ndarray) -> dict[str, float]:
     return out
 
 
+def profile_key(profile: np.ndarray) -> tuple[str, float]:
+    """(key name, Pearson correlation) of the best of the 24 Krumhansl-Kessler key profiles for
+    a 12-bin pitch-class profile (C first), e.g. time-summed chroma."""
+    scores = key_correlations(profile)
+    best = max(KEYS, key=lambda k: scores[k])  # ties: the first in KEYS
+    return best, scores[best]
+
+
 def estimate_key(wav: np.ndarray, sample_rate: int) -> tuple[str, float]:
     """(key name, Pearson correlation) of the best of the 24 Krumhansl-Kessler key profiles for
     the audio's time-summed chroma."""
-    scores = key_correlations(chroma(wav, sample_rate).sum(axis=1))
-    best = max(KEYS, key=lambda k: scores[k])  # ties: the first in KEYS
-    return best, scores[best]
+    return profile_key(chroma(wav, sample_rate).sum(axis=1))
 
 
 def relative_key(key: str) -> str:
@@ -98,7 +104,12 @@ def in_key_fraction(wav: np.ndarray, sample_rate: int, key: str) -> float:
     """The fraction of the audio's chroma (CQT magnitude summed over time) on the key's scale
     pitch classes: natural major, or natural minor plus the leading tone (8 classes; see
     `piano.scale_pitch_classes`). About 7/12 for noise; near 1 for music in the key."""
-    total = chroma(wav, sample_rate).sum(axis=1)
+    return profile_in_key_fraction(chroma(wav, sample_rate).sum(axis=1), key)
+
+
+def profile_in_key_fraction(profile: np.ndarray, key: str) -> float:
+    """`in_key_fraction` of a 12-bin pitch-class profile (C first), e.g. time-summed chroma."""
+    total = np.asarray(profile, np.float64).reshape(12)
     if total.sum() <= 0:
         return 0.0
     scale = sorted(scale_pitch_classes(key))
