@@ -20,7 +20,10 @@ cut into 5 s clips, one clip at a time (batch 1); CPU torch with 2 threads under
 `torch.inference_mode()`. An untimed warm-up pass over every clip (our compilation), then the
 median of `--repeats` passes.
 
-    python benchmarks/bench_import.py [--seconds 20] [--repeats 5]
+    python benchmarks/bench_import.py [--seconds 20] [--repeats 5] [--malloc off|on]
+
+`--malloc on`: `audiolm_jax.host.tune_malloc` for the whole process, so transformers' torch
+runs under the same glibc settings as our modules.
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ sys.path.insert(
 import numpy as np  # noqa: E402
 from reference_models import fill_encodec_codebooks  # noqa: E402
 
-from benchmarks.common import median_time, report  # noqa: E402
+from benchmarks.common import add_malloc_flag, median_time, report, setup_malloc  # noqa: E402
 
 CLIP_S = 5.0
 HOP = 320
@@ -203,7 +206,10 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--repeats", type=int, default=5)
+    add_malloc_flag(parser)
     args = parser.parse_args()
+    # Before any JAX computation; torch runs in this process too, under the same settings.
+    malloc_tuned = bool(setup_malloc(args.malloc))
 
     import torch
     import transformers
@@ -219,6 +225,7 @@ def main() -> None:
         ),
         "encodec": enc,
         "hubert": hub,
+        "malloc_tuned": malloc_tuned,
     }
     report("import_rtf", row)
     print()

@@ -9,7 +9,10 @@ which counts a scanned layer once. The JAX step and the matmul are interleaved r
 that both see the same machine; medians are reported.
 
     python benchmarks/bench_lm_train.py [--rounds 5] [--no-peer] [--dropout 0.1]
-        [--config.lm.scan_layers=false]
+        [--malloc auto|on|off] [--config.lm.scan_layers=false]
+
+`--malloc` (default off, as launch.py): `audiolm_jax.host.tune_malloc` in this process and the
+same glibc settings in the peer's.
 
 Both models run with the same dropout (default 0.1, the stage configs'; the peer's own default
 is 0, which is what its rows before 2026-11-28 ran with against our 0.1).
@@ -28,7 +31,13 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
-from benchmarks.common import matmul_peak_fn, median_time, report  # noqa: E402
+from benchmarks.common import (  # noqa: E402
+    add_malloc_flag,
+    matmul_peak_fn,
+    median_time,
+    report,
+    setup_malloc,
+)
 
 SIZE = dict(num_layers=6, d_model=512, num_heads=8, d_ff=2048)
 BATCH, SEQ = 8, 256
@@ -73,7 +82,9 @@ def main() -> None:
         help="dropout of both models (ours: lm.dropout; the peer: attn_dropout and ff_dropout, "
         "whose defaults are 0)",
     )
+    add_malloc_flag(parser)
     args, overrides = parser.parse_known_args()
+    malloc_env = setup_malloc(args.malloc)
 
     # The peer runs first, before any XLA work: XLA's CPU thread pool keeps spinning for a while
     # after a computation, which would slow a peer process running beside it.
@@ -102,6 +113,7 @@ def main() -> None:
             "1",
             "--dropout",
             str(args.dropout),
+            env=malloc_env,
         )
 
     run, flops, n_params, lm = jax_step(overrides, args.dropout)
@@ -126,6 +138,7 @@ def main() -> None:
         "matmul_peak_dtype": peak_dtype,
         "fraction_of_peak": (flops / step_s) / (peak_flops / peak_s),
         "jax_step_s_rounds": step_times,
+        "malloc_tuned": bool(malloc_env),
         "lm": {
             k: v
             for k, v in lm.items()

@@ -16,6 +16,34 @@ from collections.abc import Callable
 
 import numpy as np
 
+# audiolm_jax.host.tune_malloc's settings in the form glibc reads at a process's start: a peer
+# process (torch) measured under the same malloc as ours.
+MALLOC_ENV = {
+    "MALLOC_ARENA_MAX": "1",
+    "MALLOC_MMAP_MAX_": "0",
+    "MALLOC_TRIM_THRESHOLD_": "2147483647",
+}
+
+
+def add_malloc_flag(parser) -> None:
+    """`--malloc auto|on|off`: audiolm_jax.host.tune_malloc's mode (launch.py's --malloc;
+    default off, as there)."""
+    parser.add_argument(
+        "--malloc",
+        choices=("auto", "on", "off"),
+        default="off",
+        help="glibc malloc tuning of audiolm_jax.host.tune_malloc, as launch.py --malloc applies "
+        "it (auto: on without a GPU/TPU); peers get the same settings",
+    )
+
+
+def setup_malloc(mode: str) -> dict[str, str]:
+    """Applies `host.tune_malloc(mode)` to this process (call before any JAX computation) and
+    returns the environment that gives a peer process the same settings ({} when off)."""
+    from audiolm_jax import host
+
+    return dict(MALLOC_ENV) if host.tune_malloc(mode) else {}
+
 
 def median_time(
     fn: Callable[[], object], repeats: int, warmup: int = 1

@@ -189,11 +189,13 @@ def run_peer(
     venv: Path = DEFAULT_PATH,
     timeout: float | None = None,
     echo_stderr: bool = False,
+    env: dict[str, str] | None = None,
 ) -> dict:
     """Run ``script`` (a path, or a name in benchmarks/) in the peer venv; return its JSON line.
 
     The child gets OMP/MKL threads = 2 (the scripts also call ``torch.set_num_threads(2)``),
-    no PYTHONPATH and no OPENBLAS_* tuning variables.
+    no PYTHONPATH and no OPENBLAS_* tuning variables; ``env`` adds variables (e.g.
+    `common.MALLOC_ENV`, our process's malloc settings).
     """
     python = ensure_peer_venv(venv)
     script = Path(script)
@@ -203,7 +205,7 @@ def run_peer(
         [str(python), str(script), *map(str, args)],
         capture_output=True,
         text=True,
-        env=_peer_environ(),
+        env={**_peer_environ(), **(env or {})},
         timeout=timeout,
     )
     if echo_stderr and proc.stderr:

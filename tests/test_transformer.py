@@ -193,24 +193,36 @@ def test_unknown_lm_field_is_named():
 
 
 def test_einsum_attention_matches_jax_nn_with_bias_mask_and_blocks():
-    """Our CPU attention (query blocks of 128 over L = 256) equals jax.nn's, values and grads."""
-    from audiolm_jax.lm.transformer import einsum_attention
+    """Our CPU attention (query blocks of 128 over L = 256, its hand-written backward pass)
+    equals jax.nn's, values and the gradients of q, k, v and the bias, with packed examples
+    and padding rows (segment 0: no key kept)."""
+    from audiolm_jax.lm.transformer import attention_mask, einsum_attention
 
     key = jax.random.key(0)
     q, k, v = (jax.random.normal(jax.random.fold_in(key, i), (2, 256, 4, 16)) for i in range(3))
     bias = jax.random.normal(key, (1, 4, 256, 256))
-    seg = jnp.array([[1] * 100 + [2] * 156, [1] * 256])
-    mask = (seg[:, :, None] == seg[:, None, :])[:, None]
+    seg = jnp.array([[1] * 100 + [2] * 156, [1] * 200 + [0] * 56])
+    mask = attention_mask(seg)
+    w = jax.random.normal(jax.random.fold_in(key, 9), q.shape)
 
-    def ref(q, bias):
+    def ref(q, k, v, bias):
         return jax.nn.dot_product_attention(q, k, v, bias=bias, mask=mask, is_causal=True)
 
-    ours = lambda q, bias: einsum_attention(q, k, v, bias, mask)
-    np.testing.assert_allclose(ours(q, bias), ref(q, bias), atol=2e-6)
-    g_ours = jax.grad(lambda q, b: jnp.sum(ours(q, b) ** 2), argnums=(0, 1))(q, bias)
-    g_ref = jax.grad(lambda q, b: jnp.sum(ref(q, b) ** 2), argnums=(0, 1))(q, bias)
+    def ours(q, k, v, bias):
+        return einsum_attention(q, k, v, bias, mask)
+
+    real = (seg > 0)[:, :, None, None]  # jax.nn's padding rows are undefined (all masked)
+    np.testing.assert_allclose(
+        jnp.where(real, ours(q, k, v, bias), 0), jnp.where(real, ref(q, k, v, bias), 0), atol=2e-6
+    )
+    loss = lambda f: lambda *a: jnp.sum(jnp.where(real, f(*a), 0) * w)
+    g_ours = jax.grad(loss(ours), argnums=(0, 1, 2, 3))(q, k, v, bias)
+    g_ref = jax.grad(loss(ref), argnums=(0, 1, 2, 3))(q, k, v, bias)
     for a, b in zip(g_ours, g_ref):
         np.testing.assert_allclose(a, b, atol=2e-5)
+    # Padding rows pass no gradient anywhere (autodiff through the mask's `where` gives none).
+    g_pad = jax.grad(lambda k: jnp.sum(ours(q, k, v, bias)[1, 200:]), argnums=0)(k)
+    assert float(jnp.abs(g_pad).max()) == 0.0
 
 
 @pytest.mark.parametrize(
