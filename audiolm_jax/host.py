@@ -30,9 +30,16 @@ import os
 
 log = logging.getLogger(__name__)
 
-# glibc's mallopt parameters (malloc.h).
-_M_TRIM_THRESHOLD, _M_MMAP_MAX, _M_ARENA_MAX = -1, -4, -8
-_SETTINGS = ((_M_ARENA_MAX, 1), (_M_MMAP_MAX, 0), (_M_TRIM_THRESHOLD, 2**31 - 1))
+# (glibc's mallopt parameter (malloc.h), value, the environment variable glibc reads for it at
+# a process's start).
+_SETTINGS = (
+    (-8, 1, "MALLOC_ARENA_MAX"),  # M_ARENA_MAX
+    (-4, 0, "MALLOC_MMAP_MAX_"),  # M_MMAP_MAX
+    (-1, 2**31 - 1, "MALLOC_TRIM_THRESHOLD_"),  # M_TRIM_THRESHOLD
+)
+# The same settings as environment variables: for a child process (e.g. a benchmark's torch
+# peer) started under the malloc `tune_malloc` gives this one.
+MALLOC_ENV = {name: str(value) for _, value, name in _SETTINGS}
 MODES = ("auto", "on", "off")
 _applied: bool | None = None
 
@@ -76,7 +83,7 @@ def tune_malloc(mode: str = "on") -> bool:
         log.info("host.tune_malloc: not glibc; malloc left as it is")
         _applied = False
         return False
-    ok = all(libc.mallopt(param, value) == 1 for param, value in _SETTINGS)
+    ok = all(libc.mallopt(param, value) == 1 for param, value, _ in _SETTINGS)
     _applied = ok
     from jax._src import xla_bridge
 

@@ -16,14 +16,6 @@ from collections.abc import Callable
 
 import numpy as np
 
-# audiolm_jax.host.tune_malloc's settings in the form glibc reads at a process's start: a peer
-# process (torch) measured under the same malloc as ours.
-MALLOC_ENV = {
-    "MALLOC_ARENA_MAX": "1",
-    "MALLOC_MMAP_MAX_": "0",
-    "MALLOC_TRIM_THRESHOLD_": "2147483647",
-}
-
 
 def add_malloc_flag(parser) -> None:
     """`--malloc auto|on|off`: audiolm_jax.host.tune_malloc's mode (launch.py's --malloc;
@@ -42,7 +34,7 @@ def setup_malloc(mode: str) -> dict[str, str]:
     returns the environment that gives a peer process the same settings ({} when off)."""
     from audiolm_jax import host
 
-    return dict(MALLOC_ENV) if host.tune_malloc(mode) else {}
+    return dict(host.MALLOC_ENV) if host.tune_malloc(mode) else {}
 
 
 def median_time(

@@ -195,7 +195,7 @@ def run_peer(
 
     The child gets OMP/MKL threads = 2 (the scripts also call ``torch.set_num_threads(2)``),
     no PYTHONPATH and no OPENBLAS_* tuning variables; ``env`` adds variables (e.g.
-    `common.MALLOC_ENV`, our process's malloc settings).
+    `audiolm_jax.host.MALLOC_ENV`, our process's malloc settings).
     """
     python = ensure_peer_venv(venv)
     script = Path(script)
